@@ -1,0 +1,98 @@
+"""Typed configuration from environment variables, checked once at start-up.
+
+Every process reads `DFMESH_*` variables; `dfmesh up` and the Kubernetes manifests set the
+same names. A wrong value stops the process at start with a message naming the variable.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TypeVar
+
+from pydantic import Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SERVICES: tuple[str, ...] = (
+    "gateway", "fusion", "ingest", "tiny_gate", "visual", "audio", "temporal", "sync", "mri",
+)
+DEFAULT_PORTS: dict[str, int] = {
+    "gateway": 8080, "fusion": 50051, "ingest": 50052, "tiny_gate": 50053, "visual": 50054,
+    "audio": 50055, "temporal": 50056, "sync": 50057, "mri": 50058,
+}
+METRICS_PORT_OFFSET = 1000
+"""A gRPC service on port P serves Prometheus metrics on P + 1000 unless told otherwise."""
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+MiB = 1024 * 1024
+
+
+class ServiceSettings(BaseSettings):
+    """Settings every gRPC service shares. Subclasses add their own fields."""
+
+    model_config = SettingsConfigDict(env_prefix="DFMESH_", extra="ignore", frozen=True)
+
+    service_name: str = Field("", description="set by each service's settings class")
+    host: str = Field("127.0.0.1", description="interface to bind; 0.0.0.0 in containers")
+    port: int = Field(0, ge=0, le=65535, description="gRPC port; 0 = the service's default")
+    metrics_port: int = Field(-1, ge=-1, le=65535,
+                              description="Prometheus port; -1 = port+1000, 0 = disabled")
+    log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
+    log_format: str = Field("json", pattern="^(json|text)$")
+
+    max_message_bytes: int = Field(64 * MiB, ge=MiB, description="send and receive limit")
+    max_concurrent_rpcs: int = Field(0, ge=0, description="0 = unbounded")
+    grace_seconds: float = Field(20.0, ge=0, description="drain time after SIGTERM")
+    keepalive_time_seconds: float = Field(30.0, gt=0)
+    keepalive_timeout_seconds: float = Field(10.0, gt=0)
+    max_connection_age_seconds: float = Field(300.0, gt=0,
+                                              description="so new replicas receive traffic")
+    max_connection_age_grace_seconds: float = Field(30.0, ge=0)
+
+    tracing: bool = Field(False, description="switch OpenTelemetry tracing on")
+    otlp_endpoint: str = Field("", description="OTLP/gRPC collector, e.g. http://otel:4317")
+    trace_file: str = Field("", description="append spans as JSON lines to this file")
+
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    tls_ca_file: str = Field("", description="with cert and key: require client certs (mTLS)")
+
+    model_repo: Path = Field(REPO_ROOT / "models", description="the model repository root")
+
+    @model_validator(mode="after")
+    def _check_tls(self) -> ServiceSettings:
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ValueError("DFMESH_TLS_CERT_FILE and DFMESH_TLS_KEY_FILE go together")
+        return self
+
+    @property
+    def grpc_port(self) -> int:
+        return self.port or DEFAULT_PORTS.get(self.service_name, 0)
+
+    @property
+    def effective_metrics_port(self) -> int:
+        if self.metrics_port >= 0:
+            return self.metrics_port
+        return self.grpc_port + METRICS_PORT_OFFSET if self.grpc_port else 0
+
+
+def default_address(service: str) -> str:
+    """Where a service listens on the embedded default (loopback)."""
+    return f"127.0.0.1:{DEFAULT_PORTS[service]}"
+
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+def load_settings(cls: type[S], **overrides: object) -> S:
+    """Build settings from the environment; on a bad value print which variable and exit."""
+    try:
+        return cls(**overrides)
+    except ValidationError as exc:
+        prefix = cls.model_config.get("env_prefix", "")
+        lines = [f"invalid configuration for {cls.__name__}:"]
+        for err in exc.errors():
+            name = (prefix + "_".join(str(p) for p in err["loc"])).upper()
+            lines.append(f"  {name}: {err['msg']}")
+        print("\n".join(lines), file=sys.stderr)
+        raise SystemExit(2) from None
