@@ -95,14 +95,18 @@ def nearest_frames(timestamps: np.ndarray, times: np.ndarray) -> np.ndarray:
 def window_centres(timestamps: np.ndarray, audio_seconds: float,
                    stride_frames: int = WINDOW_STRIDE_FRAMES,
                    max_windows: int = MAX_WINDOWS) -> np.ndarray:
-    """Centre times (s) of the windows that fit inside both the video and the audio, evenly
-    thinned to at most max_windows."""
+    """Centre times (s) of the windows that fit inside both the video and the audio, every
+    `stride_frames` nominal frames, evenly thinned to at most max_windows."""
     half = WINDOW_SECONDS / 2.0
-    first = max(timestamps[0] + half - 0.5 / VIDEO_FPS, half)
-    last = min(timestamps[-1] - half + 0.5 / VIDEO_FPS, audio_seconds - half)
+    step = 1.0 / VIDEO_FPS
+    edge = (WINDOW_FRAMES - 1) / 2.0 * step
+    # Centres sit on the nominal frame grid (so the middle frame is shown at the centre time)
+    # and far enough in that the audio window fits too.
+    first = timestamps[0] + np.ceil((max(edge, half - timestamps[0]) - 1e-9) / step) * step
+    last = min(timestamps[-1] - edge, audio_seconds - half)
     if last < first:
         return np.empty(0)
-    centres = np.arange(first, last + 1e-9, stride_frames / VIDEO_FPS)
+    centres = np.arange(first, last + 1e-9, stride_frames * step)
     if len(centres) > max_windows:
         centres = centres[np.linspace(0, len(centres) - 1, max_windows).round().astype(int)]
     return centres
