@@ -10,7 +10,7 @@ window of `WINDOW_FRAMES` frames is paired with the log-mel audio covering the s
 
 | tensor | shape | values |
 |---|---|---|
-| mouth | [N, WINDOW_FRAMES, MOUTH_SIZE, MOUTH_SIZE] float32 | grayscale / 255, minus the window's mean |
+| mouth | [N, WINDOW_FRAMES, MOUTH_SIZE, MOUTH_SIZE] float32 | gray / 255 minus window mean |
 | audio | [N, N_MELS, MEL_FRAMES] float32 | log-mel, per-clip mean/std normalized per band |
 """
 
