@@ -30,7 +30,72 @@ STAGE_SECONDS = Histogram(
     ["service", "stage"], buckets=LATENCY_BUCKETS)
 
 
+# --- the REST gateway (recorded by gateway.app's middleware and gateway.analyses) ---
+HTTP_REQUESTS = Counter(
+    "deepfake_http_requests_total", "HTTP requests handled, by route template, method, status.",
+    ["route", "method", "code"])
+HTTP_REQUEST_SECONDS = Histogram(
+    "deepfake_http_request_seconds", "HTTP latency until the response ends (SSE: stream length).",
+    ["route", "method"], buckets=LATENCY_BUCKETS)
+GATEWAY_ANALYSES_INFLIGHT = Gauge(
+    "deepfake_gateway_analyses_inflight", "Analyses this gateway replica is running.")
+GATEWAY_ANALYSES = Counter(
+    "deepfake_gateway_analyses_total", "Analyses finished, by outcome (complete or error code).",
+    ["outcome"])
+
+
 def start_metrics_server(port: int, host: str = "127.0.0.1") -> None:
     """Serve /metrics on host:port (no-op when port is 0)."""
     if port:
         start_http_server(port, addr=host)
+
+# --- branch services (recorded by dfmesh.runtime.model_server) ---
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048)
+
+INFERENCE_SECONDS = Histogram(
+    "deepfake_inference_seconds", "ONNX Runtime time per request (all session runs).",
+    ["branch", "model_version"], buckets=LATENCY_BUCKETS)
+BRANCH_PROB = Histogram(
+    "deepfake_branch_prob_fake", "Each branch's clip-level probability (a drift signal).",
+    ["branch"], buckets=PROB_BUCKETS)
+ITEM_PROB = Histogram(
+    "deepfake_branch_item_prob_fake", "Per-item probabilities (crops, patches, windows).",
+    ["branch"], buckets=PROB_BUCKETS)
+BATCH_SIZE = Histogram(
+    "deepfake_inference_batch_size", "Items per request sent through the model.",
+    ["branch"], buckets=BATCH_BUCKETS)
+BRANCH_RESULTS = Counter(
+    "deepfake_branch_results_total", "Branch results by status (OK, NO_INPUT, FALLBACK).",
+    ["branch", "status"])
+MODEL_INFO = Gauge(
+    "deepfake_model_info", "1 for the model a branch serves and the ONNX Runtime provider in use.",
+    ["branch", "model", "version", "sha256", "provider"])
+
+# --- ingest ---
+INGEST_DECODE_SECONDS = Histogram(
+    "deepfake_ingest_decode_seconds", "Time to decode and sample one upload's frames.",
+    buckets=LATENCY_BUCKETS)
+INGEST_FACES = Counter(
+    "deepfake_ingest_faces_total", "Faces found in sampled frames.")
+INGEST_UPLOAD_BYTES = Histogram(
+    "deepfake_ingest_upload_bytes", "Size of accepted uploads.",
+    buckets=tuple(2.0**p for p in range(16, 31, 2)))
+INGEST_REJECTIONS = Counter(
+    "deepfake_ingest_rejections_total", "Uploads refused, by reason (empty, not_media, "
+    "truncated, too_large, too_long, busy, ...).", ["reason"])
+
+# --- fusion orchestrator ---
+FUSION_EARLY_EXITS = Counter(
+    "deepfake_fusion_early_exits_total", "Analyses ended by the tiny_gate early exit.")
+FUSION_DEGRADED = Counter(
+    "deepfake_fusion_degraded_total", "Degraded results, by the branch that was missing.",
+    ["branch"])
+FUSION_VERDICTS = Counter(
+    "deepfake_fusion_verdicts_total", "Results by verdict and fusion head.", ["verdict", "head"])
+FUSION_PROB_FAKE = Histogram(
+    "deepfake_fusion_prob_fake", "The fused probability that a clip is fake.",
+    buckets=PROB_BUCKETS)
+BRANCH_CALL_SECONDS = Histogram(
+    "deepfake_branch_call_seconds", "Orchestrator -> branch call latency, by outcome "
+    "(ok, no_input, unavailable, late, failed, not_serving).",
+    ["branch", "outcome"], buckets=LATENCY_BUCKETS)

@@ -1,0 +1,353 @@
+"""The model-server base every branch service subclasses (kserve-style).
+
+    load()         resolve the model in the repository, verify its sha256, open an ONNX Runtime
+                   session (CUDA where available, else CPU), warm it up; then `ready`
+    preprocess()   BranchInputs (plain Python) -> Prepared: model feeds + the items they score
+    predict()      feeds -> ONNX outputs, in slices of at most `max_batch_size` items
+    postprocess()  Prepared + outputs -> BranchOutput: named statistics, prob_fake, item scores
+
+A subclass sets `branch`, `wants` (which payloads to decode), `input_names` and
+`output_names`, and writes `preprocess` and `postprocess`. `predict` is the seam where
+cross-request micro-batching would go. Input a branch cannot use is reported with
+`raise NoUsableInput(detail)`, which becomes a NO_INPUT result, not an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import onnxruntime as ort
+from grpc import aio
+from pydantic import Field
+
+from deepfake.v1 import branch_pb2, branch_pb2_grpc
+from dfmesh.runtime import metrics
+from dfmesh.runtime.branch_inputs import BranchInputs, collect, select_face_crops
+from dfmesh.runtime.config import ServiceSettings
+from dfmesh.runtime.errors import InvalidInput, ModelIntegrityError, NotReady
+from dfmesh.runtime.model_repo import ModelManifest, load_verified
+from dfmesh.runtime.server import BaseService
+
+log = logging.getLogger(__name__)
+
+BRANCH_SERVICE = "deepfake.v1.BranchService"
+CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
+Status = Literal["OK", "NO_INPUT", "FALLBACK"]
+
+
+class ModelServerSettings(ServiceSettings):
+    """Settings every branch shares, e.g. DFMESH_MODEL_VERSION, DFMESH_INTRA_OP_THREADS."""
+
+    model_version: str = Field("latest", description="version folder to serve; latest = highest")
+    execution_provider: str = Field("auto", pattern="^(auto|cpu|cuda)$",
+                                    description="auto = CUDA when onnxruntime-gpu sees a GPU")
+    intra_op_threads: int = Field(1, ge=0, description="ONNX Runtime threads per inference; "
+                                                       "0 = one per core (set to the CPU limit)")
+    max_batch_size: int = Field(64, ge=1, description="items per session run; more are sliced")
+    max_concurrent_inferences: int = Field(1, ge=1, description="requests computing at once; "
+                                                                "others queue")
+    max_audio_seconds: float = Field(600.0, gt=0, description="longer PCM is refused")
+
+
+class NoUsableInput(Exception):
+    """Raised by `preprocess` when the stream has nothing this branch can score."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class Item:
+    """What one model output row scores: a crop, a patch group, a window."""
+
+    label: str
+    frame_index: int = 0
+    timestamp_seconds: float = 0.0
+
+
+@dataclass
+class Prepared:
+    """Model feeds and the items they score, plus whatever postprocess needs."""
+
+    feeds: dict[str, np.ndarray]
+    items: list[Item]
+    status: Status = "OK"
+    detail: str = ""
+    context: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class BranchOutput:
+    """A branch's answer in plain Python (the servicer turns it into a BranchResult)."""
+
+    status: Status
+    detail: str = ""
+    features: dict[str, float] = field(default_factory=dict)
+    prob_fake: float = 0.0
+    item_scores: list[tuple[Item, float]] = field(default_factory=list)
+    embeddings: list[tuple[Item, np.ndarray]] = field(default_factory=list)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    """Numerically stable logistic function, float64."""
+    x = np.asarray(logits, dtype=np.float64)
+    return np.exp(-np.logaddexp(0.0, -x))
+
+
+def choose_providers(preference: str, available: list[str]) -> list[str]:
+    """CUDA first when asked for (or on auto, when present), CPU always as the fallback."""
+    if preference == "cuda" and CUDA not in available:
+        raise ModelIntegrityError(
+            "DFMESH_EXECUTION_PROVIDER=cuda but ONNX Runtime offers only "
+            f"{', '.join(available)}; install onnxruntime-gpu on a GPU node or use auto")
+    if preference != "cpu" and CUDA in available:
+        return [CUDA, CPU]
+    return [CPU]
+
+
+def slice_batches(feeds: dict[str, np.ndarray], size: int) -> list[dict[str, np.ndarray]]:
+    """Split every feed along axis 0 into slices of at most `size` rows."""
+    n = len(next(iter(feeds.values())))
+    return [{k: v[i:i + size] for k, v in feeds.items()} for i in range(0, max(n, 1), size)]
+
+
+def _dummy_feed(spec: dict[str, Any], session_input: ort.NodeArg) -> np.ndarray:
+    shape = spec.get("shape") or session_input.shape
+    dims = [d if isinstance(d, int) and d > 0 else 1 for d in shape]
+    dtype = np.dtype(spec.get("dtype", "float32"))
+    return np.zeros(dims, dtype=dtype)
+
+
+class ModelServer(BaseService):
+    """Serves one branch model over deepfake.v1.BranchService."""
+
+    branch: ClassVar[str] = ""
+    wants: ClassVar[frozenset[str]] = frozenset()
+    input_names: ClassVar[tuple[str, ...]] = ()
+    output_names: ClassVar[tuple[str, ...]] = ("logit",)
+    health_names = (BRANCH_SERVICE,)
+
+    def __init__(self, settings: ModelServerSettings) -> None:
+        self.settings = settings
+        self.name = self.branch
+        self.ready = False
+        self.manifest: ModelManifest | None = None
+        self.session: ort.InferenceSession | None = None
+        self.provider = ""
+        self._slots: asyncio.Semaphore | None = None
+
+    def register(self, server: aio.Server) -> None:
+        branch_pb2_grpc.add_BranchServiceServicer_to_server(BranchServicer(self), server)
+
+    # --- load ---
+
+    async def load(self) -> None:
+        await asyncio.to_thread(self.load_model)
+        self._slots = asyncio.Semaphore(self.settings.max_concurrent_inferences)
+        self.ready = True
+
+    def load_model(self) -> None:
+        """Verify, open and warm up the model (blocking)."""
+        s = self.settings
+        manifest = load_verified(s.model_repo, self.branch, s.model_version)
+        if manifest.format != "onnx":
+            raise ModelIntegrityError(f"{manifest.directory}: format {manifest.format!r}, "
+                                      "a branch serves onnx")
+        artifact = manifest.artifact_path.read_bytes()
+        if hashlib.sha256(artifact).hexdigest() != manifest.sha256:
+            raise ModelIntegrityError(f"{manifest.artifact_path} changed while loading")
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = s.intra_op_threads
+        options.inter_op_num_threads = 1
+        providers = choose_providers(s.execution_provider, ort.get_available_providers())
+        session = ort.InferenceSession(artifact, sess_options=options, providers=providers)
+        self._check_signature(manifest, session)
+        self.manifest, self.session = manifest, session
+        self.provider = session.get_providers()[0]
+        log.info("model loaded", extra={"branch": self.branch, "model": manifest.name,
+                                        "version": manifest.version, "provider": self.provider,
+                                        "intra_op_threads": s.intra_op_threads})
+        start = time.perf_counter()
+        self.predict(self.warmup_feeds())
+        log.info("warm-up done", extra={"ms": round(1000 * (time.perf_counter() - start), 1)})
+        metrics.MODEL_INFO.labels(self.branch, manifest.name, manifest.version,
+                                  manifest.sha256[:12], self.provider).set(1)
+
+    def _check_signature(self, manifest: ModelManifest, session: ort.InferenceSession) -> None:
+        have_in = {i.name for i in session.get_inputs()}
+        have_out = {o.name for o in session.get_outputs()}
+        missing = [n for n in self.input_names if n not in have_in]
+        missing += [n for n in self.output_names if n not in have_out]
+        if missing:
+            raise ModelIntegrityError(
+                f"{manifest.artifact_path} lacks {', '.join(missing)}; the {self.branch} "
+                f"service needs inputs {self.input_names} and outputs {self.output_names}")
+
+    def warmup_feeds(self) -> dict[str, np.ndarray]:
+        """Zeros shaped by the manifest's input spec (symbolic axes as 1)."""
+        assert self.session is not None and self.manifest is not None
+        specs = {spec["name"]: spec for spec in self.manifest.inputs}
+        return {i.name: _dummy_feed(specs.get(i.name, {}), i)
+                for i in self.session.get_inputs()}
+
+    def input_shape(self, name: str) -> list[int | str | None]:
+        """The loaded model's declared shape for input `name`."""
+        assert self.session is not None
+        return next(i.shape for i in self.session.get_inputs() if i.name == name)
+
+    # --- per request ---
+
+    def preprocess(self, inputs: BranchInputs) -> Prepared:
+        raise NotImplementedError
+
+    def predict(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the model over all rows of `feeds`, at most max_batch_size rows per run."""
+        assert self.session is not None
+        runs = [self.session.run(list(self.output_names), part)
+                for part in slice_batches(feeds, self.settings.max_batch_size)]
+        return {name: np.concatenate([r[i] for r in runs])
+                for i, name in enumerate(self.output_names)}
+
+    def postprocess(self, prepared: Prepared, outputs: dict[str, np.ndarray]) -> BranchOutput:
+        raise NotImplementedError
+
+    @staticmethod
+    def scored(prepared: Prepared, features: dict[str, float], prob_fake: float,
+               item_probs: np.ndarray | list[float],
+               embeddings: list[tuple[Item, np.ndarray]] | None = None) -> BranchOutput:
+        """A BranchOutput carrying prepared's status and detail, one score per item."""
+        if len(item_probs) != len(prepared.items):
+            raise ValueError(f"{len(item_probs)} scores for {len(prepared.items)} items")
+        return BranchOutput(
+            prepared.status, prepared.detail, features=features, prob_fake=float(prob_fake),
+            item_scores=[(item, float(p))
+                         for item, p in zip(prepared.items, item_probs, strict=True)],
+            embeddings=embeddings or [])
+
+    async def analyze(self, inputs: BranchInputs) -> BranchOutput:
+        """preprocess -> predict -> postprocess off the event loop, timed."""
+        assert self._slots is not None and self.manifest is not None
+        queued = time.perf_counter()
+        async with self._slots:
+            metrics.QUEUE_SECONDS.labels(self.branch).observe(time.perf_counter() - queued)
+            timings: dict[str, float] = {}
+            start = time.perf_counter()
+            try:
+                prepared = await asyncio.to_thread(self.preprocess, inputs)
+            except NoUsableInput as exc:
+                return BranchOutput("NO_INPUT", exc.detail, timings_ms=timings)
+            timings["preprocess"] = _ms_since(start)
+            start = time.perf_counter()
+            outputs = await asyncio.to_thread(self.predict, prepared.feeds)
+            timings["inference"] = _ms_since(start)
+            start = time.perf_counter()
+            output = self.postprocess(prepared, outputs)
+            timings["postprocess"] = _ms_since(start)
+        output.timings_ms.update(timings)
+        self._observe(prepared, output)
+        return output
+
+    def _observe(self, prepared: Prepared, output: BranchOutput) -> None:
+        assert self.manifest is not None
+        metrics.INFERENCE_SECONDS.labels(self.branch, self.manifest.version).observe(
+            output.timings_ms["inference"] / 1000.0)
+        metrics.BATCH_SIZE.labels(self.branch).observe(len(prepared.items))
+        metrics.BRANCH_PROB.labels(self.branch).observe(output.prob_fake)
+        for _, prob in output.item_scores:
+            metrics.ITEM_PROB.labels(self.branch).observe(prob)
+
+    def model_info(self) -> branch_pb2.ModelInfo:
+        m = self.manifest
+        if m is None:
+            return branch_pb2.ModelInfo(provider=self.provider)
+        return branch_pb2.ModelInfo(name=m.name, version=m.version, sha256=m.sha256,
+                                    provider=self.provider)
+
+
+def _ms_since(start: float) -> float:
+    return round(1000.0 * (time.perf_counter() - start), 3)
+
+
+def per_row(output: np.ndarray, rows: int, what: str) -> np.ndarray:
+    """A model output with one value per row ([N] or [N, 1]) as a flat [N] array."""
+    flat = np.asarray(output).reshape(len(output), -1)
+    if flat.shape != (rows, 1):
+        raise ModelIntegrityError(f"model output {what} has shape {output.shape}, expected "
+                                  f"one value for each of {rows} rows")
+    return flat[:, 0]
+
+
+def face_crops_prepared(inputs: BranchInputs, max_faces_per_frame: int) -> Prepared:
+    """Prepared (feeds still empty) over the crops a face branch scores; `context["crops"]`
+    holds them and `context["num_faces"]` counts real faces (0 on the centre-crop fallback)."""
+    faces = select_face_crops(inputs.frames, max_faces_per_frame)
+    if not faces.crops:
+        raise NoUsableInput("no face crops and no full frames to score")
+    where = zip(faces.labels, faces.frame_indices, faces.timestamps, strict=True)
+    items = [Item(label, f, t) for label, f, t in where]
+    if faces.fallback:
+        return Prepared({}, items, "FALLBACK", "no face found; scored centre crops of the frames",
+                        context={"crops": faces.crops, "num_faces": 0})
+    return Prepared({}, items, context={"crops": faces.crops, "num_faces": faces.num_faces})
+
+
+def require_pcm(inputs: BranchInputs, sample_rate: int) -> np.ndarray:
+    """The stream's PCM at `sample_rate`, or NoUsableInput where the clip has none."""
+    if inputs.pcm is None or inputs.pcm.size == 0:
+        detail = ("the clip has no audio track" if inputs.has_audio is False
+                  else "no audio was sent")
+        raise NoUsableInput(detail)
+    if inputs.sample_rate != sample_rate:
+        raise InvalidInput(f"audio must be mono float32 PCM at {sample_rate} Hz, "
+                           f"got {inputs.sample_rate} Hz")
+    return inputs.pcm
+
+
+def to_result(branch: str, output: BranchOutput, model: branch_pb2.ModelInfo
+              ) -> branch_pb2.BranchResult:
+    """BranchOutput -> BranchResult."""
+    return branch_pb2.BranchResult(
+        branch=branch, status=branch_pb2.BranchStatus.Value(output.status), detail=output.detail,
+        features=output.features, prob_fake=output.prob_fake,
+        item_scores=[branch_pb2.ItemScore(item=item.label, frame_index=item.frame_index,
+                                          timestamp_seconds=item.timestamp_seconds,
+                                          prob_fake=prob)
+                     for item, prob in output.item_scores],
+        embeddings=[branch_pb2.FrameEmbedding(frame_index=item.frame_index,
+                                              timestamp_seconds=item.timestamp_seconds,
+                                              values=values.tolist())
+                    for item, values in output.embeddings],
+        model=model, timings_ms=output.timings_ms)
+
+
+class BranchServicer(branch_pb2_grpc.BranchServiceServicer):
+    """Translates the BranchService stream to and from the model server."""
+
+    def __init__(self, model: ModelServer) -> None:
+        self.model = model
+
+    async def Analyze(self, request_iterator: Any, context: aio.ServicerContext
+                      ) -> branch_pb2.BranchResult:
+        model = self.model
+        if not model.ready:
+            raise NotReady(f"{model.branch} is still loading its model; retry shortly",
+                           retry_after_seconds=1.0)
+        start = time.perf_counter()
+        inputs = await collect(request_iterator, model.wants, model.settings.max_audio_seconds)
+        collect_ms = _ms_since(start)
+        output = await model.analyze(inputs)
+        output.timings_ms = {"collect": collect_ms, **output.timings_ms,
+                             "total": _ms_since(start)}
+        metrics.BRANCH_RESULTS.labels(model.branch, output.status).inc()
+        log.info("analyzed", extra={"analysis_id": inputs.analysis_id, "status": output.status,
+                                    "prob_fake": round(output.prob_fake, 4)})
+        return to_result(model.branch, output, model.model_info())
