@@ -1,0 +1,1 @@
+"""The fusion orchestrator: ingest, the branches under deadlines, calibrated fusion."""

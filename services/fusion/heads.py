@@ -1,0 +1,42 @@
+"""Which logistic-regression head fits the branches an analysis actually has.
+
+The bundle keys its subset heads by the sorted names of their branches joined with "+"
+(e.g. "audio+tiny_gate+visual"); the full 5-way head is the bundle's top level. Only the
+five LR branches count: mri takes part in adaptive fusion but has no LR features.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+LR_BRANCHES: tuple[str, ...] = ("tiny_gate", "visual", "audio", "temporal", "sync")
+FULL_HEAD_KEY = "+".join(sorted(LR_BRANCHES))
+
+
+def head_key(branches: Iterable[str]) -> str:
+    """The bundle key of the head over `branches` (LR branches only, sorted, "+"-joined)."""
+    return "+".join(sorted(b for b in set(branches) if b in LR_BRANCHES))
+
+
+def head_label(key: str) -> str:
+    """How AnalysisResult.fusion_head names a head: "5way" or "3way:audio+tiny_gate+visual"."""
+    n = len(key.split("+")) if key else 0
+    return "5way" if key == FULL_HEAD_KEY else f"{n}way:{key}"
+
+
+def select_head(available: Iterable[str], present: Iterable[str]) -> str | None:
+    """The best head for the LR branches in `present`, among the bundle's `available` keys.
+
+    The exact head when the bundle has it; otherwise the largest head whose branches are
+    all present (ties broken by name, so the choice is deterministic); None when no head
+    with two or more branches fits (the caller then uses a single branch's probability).
+    """
+    present_lr = {b for b in present if b in LR_BRANCHES}
+    keys = set(available)
+    exact = head_key(present_lr)
+    if exact in keys and len(present_lr) >= 2:
+        return exact
+    fitting = [k for k in keys if k and len(k.split("+")) >= 2 and set(k.split("+")) <= present_lr]
+    if not fitting:
+        return None
+    return min(fitting, key=lambda k: (-len(k.split("+")), k))

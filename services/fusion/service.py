@@ -1,0 +1,43 @@
+"""The fusion service: loads the checksum-verified bundle, then serves OrchestratorService."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from grpc import aio
+
+from deepfake.v1 import orchestrator_pb2_grpc
+from dfmesh.runtime.server import BaseService
+from services.fusion.fusion import load_bundle
+from services.fusion.orchestrator import Orchestrator
+from services.fusion.servicer import OrchestratorServicer
+from services.fusion.settings import FusionSettings
+from services.fusion.upstreams import Upstreams
+
+log = logging.getLogger(__name__)
+
+
+class FusionService(BaseService):
+    name = "fusion"
+    health_names = ("deepfake.v1.OrchestratorService",)
+
+    def __init__(self, settings: FusionSettings) -> None:
+        self.settings = settings
+        self.upstreams = Upstreams(settings)
+        self.servicer = OrchestratorServicer()
+
+    def register(self, server: aio.Server) -> None:
+        orchestrator_pb2_grpc.add_OrchestratorServiceServicer_to_server(self.servicer, server)
+
+    async def load(self) -> None:
+        bundle = await asyncio.to_thread(
+            load_bundle, self.settings.model_repo, self.settings.fusion_version)
+        orchestrator = Orchestrator(self.settings, self.upstreams, bundle)
+        self.servicer.orchestrator = orchestrator
+        log.info("fusion bundle loaded", extra={
+            "version": bundle.version, "sha256": bundle.sha256,
+            "heads": ",".join(sorted(bundle.heads)), "threshold": orchestrator.threshold})
+
+    async def close(self) -> None:
+        await self.upstreams.close()

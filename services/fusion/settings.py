@@ -1,0 +1,63 @@
+"""Fusion orchestrator settings: where ingest and the branches listen, deadlines, fusion
+defaults, the early exit and admission limits (all from DFMESH_* environment variables)."""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from dfmesh.runtime.config import MiB, ServiceSettings, default_address
+
+BRANCH_NAMES: tuple[str, ...] = ("tiny_gate", "visual", "audio", "temporal", "sync", "mri")
+
+
+class FusionSettings(ServiceSettings):
+    """Everything the orchestrator can be told, e.g. DFMESH_VISUAL_ADDR or
+    DFMESH_VISUAL_DEADLINE_SECONDS."""
+
+    service_name: str = "fusion"
+
+    ingest_addr: str = Field(default_address("ingest"))
+    tiny_gate_addr: str = Field(default_address("tiny_gate"))
+    visual_addr: str = Field(default_address("visual"))
+    audio_addr: str = Field(default_address("audio"))
+    temporal_addr: str = Field(default_address("temporal"))
+    sync_addr: str = Field(default_address("sync"))
+    mri_addr: str = Field(default_address("mri"))
+
+    ingest_deadline_seconds: float = Field(180.0, gt=0, description="whole ingest stream")
+    tiny_gate_deadline_seconds: float = Field(30.0, gt=0)
+    visual_deadline_seconds: float = Field(60.0, gt=0)
+    audio_deadline_seconds: float = Field(60.0, gt=0)
+    temporal_deadline_seconds: float = Field(30.0, gt=0)
+    sync_deadline_seconds: float = Field(60.0, gt=0)
+    mri_deadline_seconds: float = Field(60.0, gt=0)
+    health_cache_seconds: float = Field(2.0, ge=0,
+                                        description="how long a branch health answer is trusted")
+
+    fusion_mode: str = Field("logreg", pattern="^(logreg|adaptive)$",
+                             description="default when a request does not choose")
+    early_exit: bool = Field(True, description="let tiny_gate end an analysis early")
+    early_exit_threshold: float = Field(0.2, ge=0, le=1,
+                                        description="early exit where tiny_prob_max is below")
+    decision_threshold: float | None = Field(None, gt=0, lt=1,
+                                             description="Deepfake where p >= this; "
+                                                         "unset = the bundle's, else 0.5")
+    fusion_version: str = Field("latest", description="model repository version of the bundle")
+
+    max_concurrent_analyses: int = Field(4, ge=1, description="more at once are refused")
+    busy_retry_seconds: float = Field(2.0, ge=0, description="retry hint when busy")
+    max_upload_bytes: int = Field(512 * MiB, ge=1, description="larger uploads are refused")
+
+    @model_validator(mode="after")
+    def _check_thresholds(self) -> FusionSettings:
+        decision = self.decision_threshold
+        if decision is not None and self.early_exit_threshold > decision:
+            raise ValueError("DFMESH_EARLY_EXIT_THRESHOLD must not exceed "
+                             "DFMESH_DECISION_THRESHOLD")
+        return self
+
+    def branch_address(self, branch: str) -> str:
+        return getattr(self, f"{branch}_addr")
+
+    def branch_deadline(self, branch: str) -> float:
+        return getattr(self, f"{branch}_deadline_seconds")
