@@ -1,0 +1,1 @@
+"""The mesh's services; each runs as its own process (python -m services.<name>)."""

@@ -1,0 +1,364 @@
+"""The ingest stages in stream order, as an async generator of plain Python results.
+
+    spool -> probe -> open (transcode if OpenCV cannot decode) -> ClipFacts
+    -> SampledResult x N (as each is decoded and searched for faces)
+    -> DenseResult x M -> AudioResult x K -> SummaryResult
+
+Decoding and MTCNN run in worker threads so the event loop keeps answering health checks;
+the audio track is decoded by an ffmpeg process running alongside the video pass. The
+upload and any transcoded copy live in a private temporary directory that is removed on
+every path out, including errors and cancellation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+import cv2
+import numpy as np
+
+from dfmesh.runtime import metrics
+from dfmesh.runtime.errors import DfmeshError
+from services.ingest.audio import BYTES_PER_SAMPLE, decode_audio_pcm, pcm_chunks
+from services.ingest.decode import (
+    DecodedFrame,
+    dense_window,
+    downscale_to,
+    iter_wanted_frames,
+    open_capture,
+    read_image,
+    sample_times,
+    transcode_to_h264,
+)
+from services.ingest.faces import DenseTracker, FaceCrops, FaceDetector, crop_face
+from services.ingest.probe import (
+    MediaKind,
+    MediaProbe,
+    check_duration,
+    check_extension,
+    probe_media,
+)
+from services.ingest.rejections import (
+    BadRequest,
+    EmptyUpload,
+    TooManyFrames,
+    Undecodable,
+    rejection_reason,
+)
+from services.ingest.settings import IngestSettings
+from services.ingest.spool import extension_hint, spool_chunks, too_large
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class UploadRequest:
+    """The upload header and options, translated from protobuf."""
+
+    filename: str = ""
+    declared_size: int = 0
+    analysis_id: str = ""
+    num_frames: int = 0
+    dense_window_seconds: float = 0.0
+    include_full_frames: bool = False
+
+
+@dataclass(frozen=True)
+class ClipFacts:
+    analysis_id: str
+    probe: MediaProbe
+    transcoded: bool
+    sha256: str
+    size_bytes: int
+
+
+@dataclass(frozen=True)
+class SampledResult:
+    index: int
+    frame_number: int
+    timestamp_seconds: float
+    faces: list[FaceCrops]
+    full_frame: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class DenseResult:
+    index: int
+    frame_number: int
+    timestamp_seconds: float
+    mouth: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class AudioResult:
+    sample_rate: int
+    start_sample: int
+    pcm_f32le: bytes
+
+
+@dataclass
+class SummaryResult:
+    num_frames: int = 0
+    num_frames_with_face: int = 0
+    num_dense_frames: int = 0
+    audio_num_samples: int = 0
+    dense_start_seconds: float = 0.0
+    dense_end_seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+IngestResult = ClipFacts | SampledResult | DenseResult | AudioResult | SummaryResult
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How many frames to sample and how long a dense window, after defaults and limits."""
+
+    num_frames: int
+    dense_seconds: float
+
+
+def plan_for(request: UploadRequest, settings: IngestSettings) -> Plan:
+    """Apply defaults to zero-valued options and refuse values beyond the limits."""
+    num_frames = request.num_frames or settings.default_num_frames
+    if num_frames > settings.max_frames:
+        raise TooManyFrames(f"num_frames={num_frames} is above the limit {settings.max_frames} "
+                            "(DFMESH_MAX_FRAMES); ask for fewer frames")
+    dense = request.dense_window_seconds or settings.dense_window_seconds
+    if not 0 < dense <= 10.0:
+        raise BadRequest(f"dense_window_seconds={dense:g} must be in (0, 10]")
+    if request.declared_size > settings.max_upload_bytes:
+        raise too_large(request.declared_size, settings.max_upload_bytes)
+    return Plan(num_frames, dense)
+
+
+class Stopwatch:
+    """Milliseconds per stage, accumulated across calls."""
+
+    def __init__(self) -> None:
+        self.ms: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def time(self, stage: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.ms[stage] = self.ms.get(stage, 0.0) + (time.perf_counter() - start) * 1000.0
+
+
+async def _iterate_in_thread(items: Iterator[T]) -> AsyncIterator[T]:
+    """Run a blocking iterator one step at a time in a worker thread."""
+    done = object()
+    while True:
+        item = await asyncio.to_thread(next, items, done)
+        if item is done:
+            return
+        yield item  # type: ignore[misc]
+
+
+def _video_pass(path: Path, probe: MediaProbe, plan: Plan, request: UploadRequest,
+                settings: IngestSettings, detector: FaceDetector, clock: Stopwatch,
+                dense_out: list[DenseResult]) -> Iterator[SampledResult]:
+    """Blocking: one pass over the video; yields sampled frames as they are ready and
+    collects the dense window's mouth crops into `dense_out`."""
+    duration = probe.duration_seconds or (probe.frame_count / probe.fps if probe.fps else 0.0)
+    count = min(plan.num_frames, probe.frame_count) if probe.frame_count else plan.num_frames
+    times = sample_times(duration, count)
+    window = dense_window(duration, plan.dense_seconds)
+    tracker = DenseTracker(detector, settings.dense_detect_every)
+    cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+
+    def keep(crops: list) -> None:
+        for crop in crops:
+            dense_out.append(DenseResult(crop.frame.dense_index, crop.frame.frame_number,
+                                         crop.frame.timestamp_seconds, crop.mouth))
+
+    try:
+        frames = iter_wanted_frames(cap, times, window, probe.fps, settings.seek_min_gap_seconds)
+        while True:
+            with clock.time("decode"):
+                frame: DecodedFrame | None = next(frames, None)
+            if frame is None:
+                break
+            with clock.time("faces"):
+                if frame.dense_index is not None:
+                    keep(tracker.add(frame))
+                if frame.sample_index is None:
+                    continue
+                faces = [crop_face(frame.rgb, d) for d in detector.detect(frame.rgb)]
+            full = (downscale_to(frame.rgb, settings.full_frame_max_side)[0]
+                    if request.include_full_frames else None)
+            yield SampledResult(frame.sample_index, frame.frame_number, frame.timestamp_seconds,
+                                faces, full)
+        with clock.time("faces"):
+            keep(tracker.finish())
+    finally:
+        cap.release()
+
+
+def _image_pass(path: Path, request: UploadRequest, settings: IngestSettings,
+                detector: FaceDetector, clock: Stopwatch) -> SampledResult:
+    with clock.time("decode"):
+        rgb = read_image(path)
+    with clock.time("faces"):
+        faces = [crop_face(rgb, d) for d in detector.detect(rgb)]
+    full = None
+    if request.include_full_frames:
+        full = downscale_to(rgb, settings.full_frame_max_side)[0]
+    return SampledResult(0, 0, 0.0, faces, full)
+
+
+async def ingest_upload(request: UploadRequest, chunks: AsyncIterator[bytes],
+                        settings: IngestSettings, detector: FaceDetector,
+                        ) -> AsyncIterator[IngestResult]:
+    """Spool, probe and decode an upload; yield results in stream order.
+
+    Raises InvalidInput / LimitExceeded subclasses (see rejections) for unusable input.
+    """
+    try:
+        async for result in _ingest(request, chunks, settings, detector):
+            yield result
+    except DfmeshError as exc:
+        metrics.INGEST_REJECTIONS.labels(rejection_reason(exc)).inc()
+        raise
+
+
+async def _ingest(request: UploadRequest, chunks: AsyncIterator[bytes],
+                  settings: IngestSettings, detector: FaceDetector) -> AsyncIterator[IngestResult]:
+    plan = plan_for(request, settings)
+    clock = Stopwatch()
+    analysis_id = request.analysis_id or uuid.uuid4().hex
+    ext = extension_hint(request.filename)
+    settings_dir = str(settings.temp_dir) if settings.temp_dir else None
+    audio_task: asyncio.Task[bytes] | None = None
+    with tempfile.TemporaryDirectory(prefix="ingest-", dir=settings_dir) as tmp:
+        try:
+            path = Path(tmp) / (f"upload.{ext}" if ext else "upload")
+            with clock.time("spool"):
+                spooled = await spool_chunks(chunks, path, settings.max_upload_bytes)
+            if spooled.size_bytes == 0:
+                raise EmptyUpload("empty upload: no data chunks followed the header; "
+                                  "send the file's bytes after the IngestHeader")
+            with clock.time("probe"):
+                probe = await asyncio.to_thread(probe_media, path, settings.tool_timeout_seconds)
+            check_extension(probe, ext)
+            check_duration(probe, settings.max_duration_seconds)
+            metrics.INGEST_UPLOAD_BYTES.observe(spooled.size_bytes)
+
+            if probe.has_audio:
+                audio_task = asyncio.create_task(_timed_audio(path, settings, clock))
+
+            video_path, transcoded = path, False
+            if probe.kind is MediaKind.VIDEO:
+                with clock.time("decode"):
+                    video_path, transcoded = await asyncio.to_thread(
+                        _decodable_video, path, Path(tmp), settings.tool_timeout_seconds)
+            yield ClipFacts(analysis_id, probe, transcoded, spooled.sha256, spooled.size_bytes)
+
+            summary = SummaryResult()
+            sampled: list[SampledResult] = []
+            dense: list[DenseResult] = []
+            if probe.kind is MediaKind.VIDEO:
+                passed = _video_pass(video_path, probe, plan, request, settings, detector,
+                                     clock, dense)
+                async for frame in _iterate_in_thread(passed):
+                    sampled.append(frame)
+                    yield frame
+                if not sampled:
+                    raise Undecodable("no frame could be decoded from the video stream; the "
+                                      "file is corrupt or truncated beyond repair")
+                if len(sampled) < min(plan.num_frames, probe.frame_count or plan.num_frames):
+                    summary.notes.append(
+                        f"decoded {len(sampled)} of {plan.num_frames} sampled frames: the video "
+                        f"stream ends at {sampled[-1].timestamp_seconds:.2f} s, before its stated "
+                        f"duration {probe.duration_seconds:.2f} s")
+                for item in dense:
+                    yield item
+                if dense:
+                    summary.dense_start_seconds = dense[0].timestamp_seconds
+                    summary.dense_end_seconds = dense[-1].timestamp_seconds
+                if transcoded:
+                    summary.notes.append("OpenCV could not decode the video; it was transcoded "
+                                         "to H.264 first")
+            elif probe.kind is MediaKind.IMAGE:
+                frame = await asyncio.to_thread(_image_pass, path, request, settings, detector,
+                                                clock)
+                sampled.append(frame)
+                yield frame
+                summary.notes.append("still image: one frame, no dense window, no audio")
+            metrics.INGEST_DECODE_SECONDS.observe(clock.ms.get("decode", 0.0) / 1000.0)
+
+            if audio_task is not None:
+                pcm = await _audio_result(audio_task, probe, summary)
+                audio_task = None
+                for start, data in pcm_chunks(pcm, settings.audio_sample_rate,
+                                              settings.audio_chunk_seconds):
+                    yield AudioResult(settings.audio_sample_rate, start, data)
+                summary.audio_num_samples = len(pcm) // BYTES_PER_SAMPLE
+            elif probe.kind is not MediaKind.IMAGE:
+                summary.notes.append("no audio track")
+            if probe.kind is MediaKind.AUDIO:
+                summary.notes.append("audio only: no frames, no faces")
+
+            summary.num_frames = len(sampled)
+            summary.num_frames_with_face = sum(1 for f in sampled if f.faces)
+            summary.num_dense_frames = len(dense)
+            metrics.INGEST_FACES.inc(sum(len(f.faces) for f in sampled))
+            if sampled and not summary.num_frames_with_face:
+                summary.notes.append("no face found in any sampled frame")
+            if dense and not any(d.mouth is not None for d in dense):
+                summary.notes.append("no face found in the dense window")
+            summary.timings_ms = {k: round(v, 1) for k, v in clock.ms.items()}
+            yield summary
+        finally:
+            if audio_task is not None:
+                audio_task.cancel()
+                with contextlib.suppress(BaseException):
+                    await audio_task
+
+
+def _decodable_video(path: Path, tmp: Path, timeout: float) -> tuple[Path, bool]:
+    """`path` if OpenCV decodes it, else an H.264 transcode of it (and True)."""
+    cap = open_capture(path)
+    if cap is not None:
+        cap.release()
+        return path, False
+    converted = tmp / "transcoded.mp4"
+    transcode_to_h264(path, converted, timeout)
+    cap = open_capture(converted)
+    if cap is None:
+        raise Undecodable("the video stream cannot be decoded even after conversion to "
+                          "H.264; the file is corrupt or truncated beyond repair")
+    cap.release()
+    return converted, True
+
+
+async def _timed_audio(path: Path, settings: IngestSettings, clock: Stopwatch) -> bytes:
+    with clock.time("audio"):
+        return await decode_audio_pcm(path, settings.audio_sample_rate,
+                                      settings.tool_timeout_seconds)
+
+
+async def _audio_result(task: asyncio.Task[bytes], probe: MediaProbe,
+                        summary: SummaryResult) -> bytes:
+    """The decoded PCM; for a video a broken audio track is a note, for audio-only an error."""
+    try:
+        pcm = await task
+    except Undecodable as exc:
+        if probe.kind is MediaKind.AUDIO:
+            raise
+        summary.notes.append(f"audio track skipped: {exc.message}")
+        return b""
+    if not pcm and probe.kind is MediaKind.AUDIO:
+        raise Undecodable("the audio track holds no samples; the file is corrupt or truncated")
+    return pcm

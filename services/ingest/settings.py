@@ -1,0 +1,42 @@
+"""Ingest settings: upload and clip limits, sampling defaults, detector knobs (env DFMESH_*)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from dfmesh.runtime.config import MiB, ServiceSettings
+
+
+class IngestSettings(ServiceSettings):
+    """Everything ingest can be told from the environment, e.g. DFMESH_MAX_UPLOAD_BYTES."""
+
+    service_name: str = "ingest"
+
+    max_upload_bytes: int = Field(512 * MiB, ge=1, description="larger uploads are refused")
+    max_duration_seconds: float = Field(600.0, gt=0, description="longer clips are refused")
+    max_frames: int = Field(64, ge=1, description="upper bound on IngestOptions.num_frames")
+    default_num_frames: int = Field(16, ge=1)
+    dense_window_seconds: float = Field(2.5, gt=0, le=10.0,
+                                        description="lip-sync window at native fps")
+    dense_detect_every: int = Field(5, ge=1,
+                                    description="run MTCNN on every Nth dense frame, "
+                                                "interpolate boxes between")
+    seek_min_gap_seconds: float = Field(8.0, gt=0,
+                                        description="seek instead of decoding through gaps "
+                                                    "longer than this")
+    full_frame_max_side: int = Field(1920, ge=64,
+                                     description="longest side of frames sent with "
+                                                 "include_full_frames")
+    temp_dir: Path | None = Field(None, description="where uploads are spooled; None = system")
+    detect_max_side: int = Field(640, ge=64, description="frames are downscaled to this "
+                                                         "longest side for MTCNN")
+    min_face_size: int = Field(20, ge=8, description="MTCNN minimum face size (detector pixels)")
+    min_face_score: float = Field(0.9, ge=0, le=1)
+    torch_threads: int = Field(1, ge=1, le=64)
+    max_concurrent_ingests: int = Field(2, ge=1, description="more at once are refused")
+    busy_retry_seconds: float = Field(2.0, ge=0, description="retry hint when busy")
+    tool_timeout_seconds: float = Field(120.0, gt=0, description="ffprobe/ffmpeg time limit")
+    audio_sample_rate: int = Field(16000, ge=8000)
+    audio_chunk_seconds: float = Field(1.0, gt=0, le=10.0)
