@@ -1,0 +1,22 @@
+"""`python -m gateway`: serve the REST API and the web UI with uvicorn."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from dfmesh.runtime.config import load_settings
+from dfmesh.runtime.logging import configure_logging
+from gateway.app import create_app
+from gateway.settings import GatewaySettings
+
+
+def main() -> None:
+    settings = load_settings(GatewaySettings)
+    configure_logging("gateway", settings.log_level, settings.log_format)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.http_port,
+                log_config=None, access_log=False, timeout_graceful_shutdown=int(
+                    settings.grace_seconds))
+
+
+if __name__ == "__main__":
+    main()

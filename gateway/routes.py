@@ -1,0 +1,247 @@
+"""The HTTP API. Handlers translate HTTP <-> the analysis functions; nothing else."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Request
+from fastapi.responses import JSONResponse, Response
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, ConfigDict, Field
+
+from gateway.analyses import Admission, new_analysis_id, run_analysis, run_spooled, running_snapshot
+from gateway.errors import ApiError
+from gateway.fusion import FusionClient
+from gateway.settings import GatewaySettings
+from gateway.store import AnalysisStore
+from gateway.uploads import MultipartFileStream, check_declared_length
+
+router = APIRouter()
+
+EXAMPLE_RESULT = {
+    "verdict": "Authentic", "confidence": 91.4, "probFake": 0.086, "threshold": 0.5,
+    "features": {"visual_prob_mean": 0.07, "audio_prob_fake": 0.12, "sync_prob": 0.83},
+    "branches": {"visual": {"status": "OK", "probFake": 0.07, "features": {},
+                            "model": {"name": "visual-resnet18", "version": "1"},
+                            "detail": "", "latencyMs": 812.0}},
+    "missingBranches": [], "degraded": False, "earlyExit": False,
+    "explanation": "no visual artifacts; audio consistent with lip motion",
+    "timingsMs": {"ingest": 1450.0, "total": 3890.0}, "fusionHead": "5way",
+    "analysisId": "3f2c9b6e0c0d4f7e9a51d1c5a8e1b2c4", "traceId": "",
+}
+
+
+class AnalysisStatus(BaseModel):
+    """The first source design's shape; `result` is the full breakdown when complete."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"analysisId": EXAMPLE_RESULT["analysisId"], "status": "running", "percent": 40.0,
+         "stageName": "Running models", "message": "visual done", "result": None,
+         "error": None},
+        {"analysisId": EXAMPLE_RESULT["analysisId"], "status": "complete", "percent": 100.0,
+         "stageName": "Final classification", "message": "", "result": EXAMPLE_RESULT,
+         "error": None},
+    ]})
+
+    analysisId: str
+    status: str = Field(description="running | complete | error")
+    percent: float = Field(ge=0, le=100)
+    stageName: str = Field(
+        description="Queued | Extracting frames | Running models | Final classification")
+    message: str = ""
+    result: dict[str, Any] | None = Field(
+        None, description="verdict (Deepfake|Authentic), confidence (0-100), probFake, "
+                          "branches, features, missingBranches, degraded, earlyExit, "
+                          "explanation, timingsMs, fusionHead, model versions per branch")
+    error: str | None = None
+    errorCode: str | None = None
+    httpStatus: int | None = None
+
+
+class AnalysisAccepted(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"analysisId": EXAMPLE_RESULT["analysisId"], "status": "running",
+         "statusUrl": "/v1/analyses/3f2c9b6e0c0d4f7e9a51d1c5a8e1b2c4",
+         "eventsUrl": "/v1/analyses/3f2c9b6e0c0d4f7e9a51d1c5a8e1b2c4/events"}]})
+
+    analysisId: str
+    status: str
+    statusUrl: str
+    eventsUrl: str
+
+
+class ErrorBody(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"status": "error", "code": "too_large", "percent": 0, "stageName": "Queued",
+         "result": None, "error": "the upload is larger than the limit of 512 MiB; "
+                                  "trim or re-encode the clip and try again"}]})
+
+    status: str = "error"
+    code: str
+    error: str
+    percent: float = 0
+    stageName: str = "Queued"
+    result: None = None
+
+
+UPLOAD_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {
+    "schema": {"type": "object", "required": ["file"], "properties": {
+        "file": {"type": "string", "format": "binary",
+                 "description": "a video, audio file or image; the type is read from its "
+                                "bytes, not its name"}}}}}}}
+ERRORS = {
+    413: {"model": ErrorBody, "description": "larger than DFMESH_MAX_UPLOAD_BYTES"},
+    415: {"model": ErrorBody, "description": "not a video, audio or image file"},
+    422: {"model": ErrorBody, "description": "no file field, empty, undecodable, too long, "
+                                             "or nothing usable in it"},
+    429: {"model": ErrorBody, "description": "too many analyses at once; see Retry-After"},
+    503: {"model": ErrorBody, "description": "the analysis service is unavailable"},
+}
+
+
+def _state(request: Request) -> tuple[GatewaySettings, FusionClient, AnalysisStore, Admission]:
+    s = request.app.state
+    return s.settings, s.fusion, s.store, s.admission
+
+
+async def _prepend(head: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    yield head
+    async for chunk in rest:
+        yield chunk
+
+
+@router.post("/analyze", response_model=AnalysisStatus, responses=ERRORS,
+             openapi_extra=UPLOAD_BODY, tags=["analyses"],
+             summary="Analyze an upload and answer when done (the first design's contract)")
+async def analyze(request: Request) -> dict[str, Any]:
+    """The upload streams to fusion as it arrives, in chunks; the reply comes when the
+    analysis completes, with `result.verdict` and `result.confidence`."""
+    settings, fusion, store, admission = _state(request)
+    check_declared_length(request, settings.max_upload_bytes)
+    admission.acquire()
+    try:
+        upload = MultipartFileStream(request, "file", max_bytes=settings.max_upload_bytes,
+                                     chunk_bytes=settings.upload_chunk_bytes)
+        filename, content_type = await upload.open()
+        head = await upload.sniff()
+        analysis_id = new_analysis_id()
+        await store.create(analysis_id, running_snapshot(analysis_id))
+        return await run_analysis(
+            fusion, store, analysis_id=analysis_id, filename=filename,
+            content_type=upload.media_type or content_type, declared_size=0,
+            chunks=_prepend(head, upload.chunks()))
+    finally:
+        admission.release()
+
+
+async def _spool_upload(upload: MultipartFileStream, directory: Path | None) -> Path:
+    """Write the upload to a temp file: the request ends before the analysis does."""
+    fd, name = tempfile.mkstemp(prefix="dfmesh-upload-", dir=directory)
+    path = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            await asyncio.to_thread(f.write, await upload.sniff())
+            async for chunk in upload.chunks():
+                await asyncio.to_thread(f.write, chunk)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return path
+
+
+@router.post("/v1/analyses", status_code=202, response_model=AnalysisAccepted,
+             responses=ERRORS, openapi_extra=UPLOAD_BODY, tags=["analyses"],
+             summary="Start an analysis; follow it with GET or the events stream")
+async def start_analysis(request: Request) -> JSONResponse:
+    """Answers 202 with the analysis id once the upload has arrived (it is spooled to a
+    temp file, removed when the analysis ends) and been checked."""
+    settings, fusion, store, admission = _state(request)
+    check_declared_length(request, settings.max_upload_bytes)
+    admission.acquire()
+    try:
+        upload = MultipartFileStream(request, "file", max_bytes=settings.max_upload_bytes,
+                                     chunk_bytes=settings.upload_chunk_bytes)
+        filename, content_type = await upload.open()
+        spool = await _spool_upload(upload, settings.spool_dir)
+    except BaseException:
+        admission.release()
+        raise
+    analysis_id = new_analysis_id()
+    await store.create(analysis_id, running_snapshot(analysis_id))
+    task = asyncio.create_task(run_spooled(
+        fusion, store, admission, analysis_id=analysis_id, spool=spool, filename=filename,
+        content_type=upload.media_type or content_type, size=upload.size,
+        chunk_bytes=settings.upload_chunk_bytes))
+    tasks: set[asyncio.Task] = request.app.state.tasks
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
+    status_url = f"/v1/analyses/{analysis_id}"
+    body = AnalysisAccepted(analysisId=analysis_id, status="running", statusUrl=status_url,
+                            eventsUrl=status_url + "/events")
+    return JSONResponse(body.model_dump(), status_code=202, headers={"Location": status_url})
+
+
+async def _snapshot_or_404(store: AnalysisStore, analysis_id: str) -> dict[str, Any]:
+    snapshot = await store.snapshot(analysis_id)
+    if snapshot is None:
+        raise ApiError(404, "not_found", f"no analysis {analysis_id!r}: it never existed or "
+                                         "its result has expired")
+    return snapshot
+
+
+@router.get("/v1/analyses/{analysis_id}", response_model=AnalysisStatus, tags=["analyses"],
+            responses={404: {"model": ErrorBody}}, summary="An analysis's state or result")
+async def get_analysis(analysis_id: str, request: Request) -> dict[str, Any]:
+    return await _snapshot_or_404(request.app.state.store, analysis_id)
+
+
+@router.get("/status/{analysis_id}", response_model=AnalysisStatus, tags=["analyses"],
+            responses={404: {"model": ErrorBody}}, summary="Alias of GET /v1/analyses/{id}")
+async def get_status(analysis_id: str, request: Request) -> dict[str, Any]:
+    return await _snapshot_or_404(request.app.state.store, analysis_id)
+
+
+@router.get("/v1/analyses/{analysis_id}/events", response_class=EventSourceResponse,
+            tags=["analyses"], responses={404: {"model": ErrorBody}},
+            summary="Server-sent events: progress in order, then `result` or `error`")
+async def analysis_events(
+    analysis_id: str, request: Request,
+    last_event_id: Annotated[str | None, Header()] = None,
+) -> AsyncIterator[ServerSentEvent]:
+    """Events `progress` ({stage, stageName, percent, message, branch}), then one `result`
+    (the full result) or `error` ({code, message, httpStatus}). Each has an id; a
+    reconnecting EventSource resumes after Last-Event-ID."""
+    store: AnalysisStore = request.app.state.store
+    await _snapshot_or_404(store, analysis_id)
+    start = int(last_event_id) + 1 if last_event_id and last_event_id.isdigit() else 0
+    async for index, event in store.follow(analysis_id, start):
+        yield ServerSentEvent(event=event["type"], data=event["data"], id=str(index))
+
+
+@router.get("/healthz", tags=["operations"], summary="The process is alive")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", tags=["operations"], responses={503: {"description": "not ready"}},
+            summary="Ready when fusion answers SERVING (and Redis, when configured, answers)")
+async def readyz(request: Request) -> JSONResponse:
+    settings, fusion, store, _ = _state(request)
+    fusion_ok, store_ok = await asyncio.gather(
+        fusion.serving(settings.readiness_timeout_seconds), store.ping())
+    body = {"status": "ready" if fusion_ok and store_ok else "not ready",
+            "fusion": "SERVING" if fusion_ok else "not serving",
+            "store": "ok" if store_ok else "unreachable"}
+    return JSONResponse(body, status_code=200 if fusion_ok and store_ok else 503)
+
+
+@router.get("/metrics", tags=["operations"], summary="Prometheus metrics")
+async def prometheus_metrics() -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+

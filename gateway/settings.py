@@ -1,0 +1,41 @@
+"""Gateway settings from DFMESH_* environment variables, checked at start-up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from dfmesh.runtime.config import REPO_ROOT, MiB, ServiceSettings, default_address
+
+
+class GatewaySettings(ServiceSettings):
+    """Everything the gateway can be told, e.g. DFMESH_FUSION_ADDR, DFMESH_MAX_UPLOAD_BYTES.
+
+    The clip duration limit is not here: ingest enforces DFMESH_MAX_DURATION_SECONDS after
+    decoding, and the gateway passes its refusal on as 422.
+    """
+
+    service_name: str = "gateway"
+
+    fusion_addr: str = Field(default_address("fusion"), description="the orchestrator")
+    redis_url: str = Field("", description="e.g. redis://redis:6379/0; empty = state in memory")
+
+    max_upload_bytes: int = Field(512 * MiB, ge=1, description="larger uploads get 413")
+    max_concurrent_analyses: int = Field(4, ge=1, description="more at once get 429")
+    busy_retry_seconds: int = Field(5, ge=1, description="Retry-After sent with 429")
+    result_ttl_seconds: float = Field(3600.0, gt=0,
+                                      description="how long a finished analysis is kept")
+    analysis_timeout_seconds: float = Field(300.0, gt=0,
+                                            description="deadline of one Analyze call")
+    readiness_timeout_seconds: float = Field(2.0, gt=0, description="fusion health check")
+    upload_chunk_bytes: int = Field(MiB, ge=64 * 1024, le=16 * MiB,
+                                    description="size of the chunks streamed to fusion")
+    spool_dir: Path | None = Field(None, description="where async uploads are spooled; "
+                                                     "None = the system temp dir")
+    web_dist: Path = Field(REPO_ROOT / "web" / "dist", description="the built web UI")
+
+    @property
+    def http_port(self) -> int:
+        """The HTTP port: DFMESH_PORT, else 8080."""
+        return self.grpc_port

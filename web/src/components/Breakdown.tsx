@@ -1,0 +1,78 @@
+import { motion } from "framer-motion";
+import type { AnalysisResult } from "../api";
+
+const ROWS: { key: string; label: string }[] = [
+  { key: "visual", label: "Visual" },
+  { key: "audio", label: "Audio" },
+  { key: "temporal", label: "Temporal" },
+  { key: "sync", label: "Lip-sync" },
+  { key: "mri", label: "MRI" },
+  { key: "tiny_gate", label: "Gate" },
+];
+
+function rowStatus(result: AnalysisResult, key: string): { text: string; usable: boolean } {
+  const report = result.branches[key];
+  if (result.missingBranches.includes(key) || !report || report.status === "BRANCH_STATUS_UNSPECIFIED") {
+    return { text: result.earlyExit && key !== "tiny_gate" ? "skipped (early exit)" : "missing", usable: false };
+  }
+  if (report.status === "NO_INPUT") return { text: report.detail || "no input", usable: false };
+  if (report.status === "FALLBACK") return { text: `fallback: ${report.detail}`, usable: true };
+  return { text: "", usable: true };
+}
+
+/** P(fake) per branch as bars, with the 0.5 line; missing and no-input rows say why. */
+export function Breakdown({ result }: { result: AnalysisResult }) {
+  return (
+    <section className="card breakdown" data-testid="breakdown" aria-label="Per-branch breakdown">
+      <h2>Per-branch breakdown</h2>
+      <div className="chart">
+        {ROWS.map(({ key, label }, i) => {
+          const report = result.branches[key];
+          const { text, usable } = rowStatus(result, key);
+          const p = usable && report ? report.probFake : 0;
+          return (
+            <div className="chart__row" key={key} data-testid={`bar-${key}`} data-usable={usable}>
+              <span className="chart__label">{label}</span>
+              <div className="chart__track">
+                <div className="chart__mid" aria-hidden />
+                {usable && (
+                  <motion.div
+                    className={`chart__bar ${p >= 0.5 ? "chart__bar--fake" : "chart__bar--real"}`}
+                    initial={{ width: 0 }}
+                    animate={{ width: `${Math.max(p * 100, 1)}%` }}
+                    transition={{ delay: i * 0.06, duration: 0.5 }}
+                  />
+                )}
+              </div>
+              <span className="chart__value">{usable ? `${(p * 100).toFixed(0)}%` : "—"}</span>
+              {text && <span className="chart__note">{text}</span>}
+            </div>
+          );
+        })}
+      </div>
+      <p className="muted small">Bars show each branch's probability that the clip is fake; the line marks 50%.</p>
+      <details className="models" open>
+        <summary>Model versions</summary>
+        <table data-testid="model-versions">
+          <tbody>
+            {ROWS.filter(({ key }) => result.branches[key]?.model?.name).map(({ key, label }) => {
+              const m = result.branches[key].model;
+              return (
+                <tr key={key}>
+                  <td>{label}</td>
+                  <td>{m.name}</td>
+                  <td>v{m.version}</td>
+                  <td className="muted">{result.branches[key].latencyMs ? `${result.branches[key].latencyMs.toFixed(0)} ms` : ""}</td>
+                </tr>
+              );
+            })}
+            <tr>
+              <td>Fusion</td>
+              <td colSpan={3}>{result.fusionHead}</td>
+            </tr>
+          </tbody>
+        </table>
+      </details>
+    </section>
+  );
+}
