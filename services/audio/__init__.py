@@ -1,0 +1,1 @@
+"""The audio branch service (see service.py)."""

@@ -1,0 +1,1 @@
+"""The mri branch service (see service.py)."""

@@ -1,0 +1,1 @@
+"""The sync branch service (see service.py)."""

@@ -1,0 +1,1 @@
+"""The temporal branch service (see service.py)."""

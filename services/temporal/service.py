@@ -1,0 +1,60 @@
+"""temporal: a sequence model (BiLSTM or 1-D CNN) over visual's per-frame embeddings."""
+
+from __future__ import annotations
+
+import numpy as np
+from pydantic import Field
+
+from dfmesh.preprocess.tensors import temporal_input
+from dfmesh.runtime.branch_inputs import EMBEDDINGS, BranchInputs
+from dfmesh.runtime.errors import InvalidInput
+from dfmesh.runtime.model_server import (
+    BranchOutput,
+    Item,
+    ModelServer,
+    ModelServerSettings,
+    NoUsableInput,
+    Prepared,
+    per_row,
+    sigmoid,
+)
+
+
+class TemporalSettings(ModelServerSettings):
+    """temporal's settings (env DFMESH_*)."""
+
+    service_name: str = "temporal"
+    min_frames: int = Field(2, ge=2, description="fewer embeddings -> NO_INPUT")
+    max_frames: int = Field(256, ge=2, description="more embeddings are refused")
+
+
+class TemporalServer(ModelServer):
+    """One probability for the whole sequence."""
+
+    branch = "temporal"
+    wants = frozenset({EMBEDDINGS})
+    input_names = ("embeddings",)
+    output_names = ("logit",)
+
+    def preprocess(self, inputs: BranchInputs) -> Prepared:
+        found = inputs.embeddings
+        if len(found) < self.settings.min_frames:
+            raise NoUsableInput(f"{len(found)} frame embedding(s); the temporal model needs "
+                                f"at least {self.settings.min_frames}")
+        if len(found) > self.settings.max_frames:
+            raise InvalidInput(f"{len(found)} frame embeddings; at most "
+                               f"{self.settings.max_frames} are accepted")
+        dims = {e.values.size for e in found}
+        expected = self.input_shape("embeddings")[-1]
+        if len(dims) != 1 or (isinstance(expected, int) and dims != {expected}):
+            raise InvalidInput(f"frame embeddings have sizes {sorted(dims)}; the temporal model "
+                               f"takes {expected} values per frame (visual's embedding output)")
+        sequence = temporal_input(np.stack([e.values for e in found]))
+        first = found[0]
+        item = Item(f"frames:{first.frame_index}-{found[-1].frame_index}", first.frame_index,
+                    first.timestamp_seconds)
+        return Prepared({"embeddings": sequence}, [item], context={"frames": len(found)})
+
+    def postprocess(self, prepared: Prepared, outputs: dict[str, np.ndarray]) -> BranchOutput:
+        prob = float(sigmoid(per_row(outputs["logit"], 1, "logit"))[0])
+        return self.scored(prepared, {"temporal_prob_fake": prob}, prob, [prob])

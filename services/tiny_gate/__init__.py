@@ -1,0 +1,1 @@
+"""The tiny_gate branch service (see service.py)."""

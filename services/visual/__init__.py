@@ -1,0 +1,1 @@
+"""The visual branch service (see service.py)."""
