@@ -20,7 +20,7 @@ from dfmesh.runtime.branch_inputs import (
     select_face_crops,
 )
 from dfmesh.runtime.errors import InvalidInput, LimitExceeded, ModelIntegrityError
-from dfmesh.runtime.model_server import CPU, CUDA, choose_providers, slice_batches
+from dfmesh.runtime.model_server import CPU, CUDA, choose_providers, slice_batches, warmup_shape
 from dfmesh.runtime.server import create_server, running, start_service
 from services.visual.service import VisualServer, VisualSettings
 from tests.branch_support import (
@@ -168,3 +168,9 @@ def test_face_crops_fall_back_to_centre_crops_only_without_any_face() -> None:
     assert fallback.labels == ["frame:0/centre"]
     assert fallback.crops[0].shape == (256, 256, 3) and (fallback.crops[0] == 200).all()
     assert select_face_crops([FrameInput(0, 0.0)], 2).crops == []
+
+
+def test_warmup_shape_fills_dynamic_axes() -> None:
+    assert warmup_shape(["batch", 3, "height", "width"], (64, 3, 32, 32)) == [64, 3, 32, 32]
+    assert warmup_shape(["N", 3, 224, 224]) == [1, 3, 224, 224]
+    assert warmup_shape([1, "T", 512], (1, 16, None)) == [1, 16, 512]

@@ -119,11 +119,12 @@ def slice_batches(feeds: dict[str, np.ndarray], size: int) -> list[dict[str, np.
     return [{k: v[i:i + size] for k, v in feeds.items()} for i in range(0, max(n, 1), size)]
 
 
-def _dummy_feed(spec: dict[str, Any], session_input: ort.NodeArg) -> np.ndarray:
-    shape = spec.get("shape") or session_input.shape
-    dims = [d if isinstance(d, int) and d > 0 else 1 for d in shape]
-    dtype = np.dtype(spec.get("dtype", "float32"))
-    return np.zeros(dims, dtype=dtype)
+def warmup_shape(declared: list[Any], example: tuple[int | None, ...] = ()) -> list[int]:
+    """A concrete shape for warm-up: the model's fixed sizes, the service's example size for
+    each named (dynamic) axis, else 1."""
+    example = example or (None,) * len(declared)
+    return [d if isinstance(d, int) and d > 0 else (e or 1)
+            for d, e in zip(declared, example, strict=True)]
 
 
 class ModelServer(BaseService):
@@ -133,6 +134,9 @@ class ModelServer(BaseService):
     wants: ClassVar[frozenset[str]] = frozenset()
     input_names: ClassVar[tuple[str, ...]] = ()
     output_names: ClassVar[tuple[str, ...]] = ("logit",)
+    example_shapes: ClassVar[dict[str, tuple[int | None, ...]]] = {}
+    """Typical input shapes (None = whatever the model fixes), used for dynamic axes at
+    warm-up, e.g. tiny_gate's patch height and width."""
     health_names = (BRANCH_SERVICE,)
 
     def __init__(self, settings: ModelServerSettings) -> None:
@@ -150,7 +154,11 @@ class ModelServer(BaseService):
     # --- load ---
 
     async def load(self) -> None:
-        await asyncio.to_thread(self.load_model)
+        try:
+            await asyncio.to_thread(self.load_model)
+        except ModelIntegrityError as exc:
+            log.error("refusing to start: %s", exc.message, extra={"branch": self.branch})
+            raise
         self._slots = asyncio.Semaphore(self.settings.max_concurrent_inferences)
         self.ready = True
 
@@ -193,11 +201,16 @@ class ModelServer(BaseService):
                 f"service needs inputs {self.input_names} and outputs {self.output_names}")
 
     def warmup_feeds(self) -> dict[str, np.ndarray]:
-        """Zeros shaped by the manifest's input spec (symbolic axes as 1)."""
+        """Zeros shaped by the manifest's input spec (dynamic axes from `example_shapes`)."""
         assert self.session is not None and self.manifest is not None
         specs = {spec["name"]: spec for spec in self.manifest.inputs}
-        return {i.name: _dummy_feed(specs.get(i.name, {}), i)
-                for i in self.session.get_inputs()}
+        feeds = {}
+        for arg in self.session.get_inputs():
+            spec = specs.get(arg.name, {})
+            shape = warmup_shape(spec.get("shape") or arg.shape,
+                                 self.example_shapes.get(arg.name, ()))
+            feeds[arg.name] = np.zeros(shape, dtype=np.dtype(spec.get("dtype", "float32")))
+        return feeds
 
     def input_shape(self, name: str) -> list[int | str | None]:
         """The loaded model's declared shape for input `name`."""

@@ -35,6 +35,7 @@ class TemporalServer(ModelServer):
     wants = frozenset({EMBEDDINGS})
     input_names = ("embeddings",)
     output_names = ("logit",)
+    example_shapes = {"embeddings": (1, 16, None)}  # 16 sampled frames
 
     def preprocess(self, inputs: BranchInputs) -> Prepared:
         found = inputs.embeddings

@@ -35,6 +35,7 @@ class TinyGateServer(ModelServer):
     wants = frozenset({FRAMES})
     input_names = ("patches",)
     output_names = ("logit",)
+    example_shapes = {"patches": (64, 3, 32, 32)}  # one crop's patches
 
     def preprocess(self, inputs: BranchInputs) -> Prepared:
         prepared = face_crops_prepared(inputs, self.settings.max_faces_per_frame)
