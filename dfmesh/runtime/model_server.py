@@ -33,6 +33,7 @@ from dfmesh.runtime.config import ServiceSettings
 from dfmesh.runtime.errors import InvalidInput, ModelIntegrityError, NotReady
 from dfmesh.runtime.model_repo import ModelManifest, load_verified
 from dfmesh.runtime.server import BaseService
+from dfmesh.runtime.tracing import tracer
 
 log = logging.getLogger(__name__)
 
@@ -255,12 +256,15 @@ class ModelServer(BaseService):
             timings: dict[str, float] = {}
             start = time.perf_counter()
             try:
-                prepared = await asyncio.to_thread(self.preprocess, inputs)
+                with tracer.start_as_current_span(f"{self.branch}.preprocess"):
+                    prepared = await asyncio.to_thread(self.preprocess, inputs)
             except NoUsableInput as exc:
                 return BranchOutput("NO_INPUT", exc.detail, timings_ms=timings)
             timings["preprocess"] = _ms_since(start)
             start = time.perf_counter()
-            outputs = await asyncio.to_thread(self.predict, prepared.feeds)
+            with tracer.start_as_current_span(f"{self.branch}.inference") as span:
+                span.set_attribute("batch_size", len(prepared.items))
+                outputs = await asyncio.to_thread(self.predict, prepared.feeds)
             timings["inference"] = _ms_since(start)
             start = time.perf_counter()
             output = self.postprocess(prepared, outputs)
@@ -361,6 +365,8 @@ class BranchServicer(branch_pb2_grpc.BranchServiceServicer):
         output.timings_ms = {"collect": collect_ms, **output.timings_ms,
                              "total": _ms_since(start)}
         metrics.BRANCH_RESULTS.labels(model.branch, output.status).inc()
+        for stage, ms in output.timings_ms.items():
+            metrics.STAGE_SECONDS.labels(model.branch, stage).observe(ms / 1000.0)
         log.info("analyzed", extra={"analysis_id": inputs.analysis_id, "status": output.status,
                                     "prob_fake": round(output.prob_fake, 4)})
         return to_result(model.branch, output, model.model_info())
