@@ -1,0 +1,1 @@
+"""The audio branch: bona fide speech corpus, resynthesis pseudo-spoofs, CQCC CNN, training."""

@@ -1,0 +1,1 @@
+"""Metrics defined once, plots, and the EVALUATION.md report."""

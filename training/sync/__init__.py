@@ -1,0 +1,1 @@
+"""The lip-sync branch: aligned/shifted/swapped mouth-audio pairs, SyncNet, training."""

@@ -1,0 +1,5 @@
+"""Trainer for the audio branch (`python -m training train --branch audio`): training.audio.train."""
+
+from training.audio.train import add_arguments, run
+
+__all__ = ["add_arguments", "run"]
