@@ -1,4 +1,4 @@
-"""Trainer for the audio branch (`python -m training train --branch audio`): training.audio.train."""
+"""Audio branch trainer for `python -m training train --branch audio` (training.audio.train)."""
 
 from training.audio.train import add_arguments, run
 
