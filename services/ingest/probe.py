@@ -52,6 +52,17 @@ class MediaProbe:
     audio_sample_rate: int = 0
 
 
+MP4_BOXES = frozenset({b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip"})
+
+
+def looks_like_mp4(path: Path) -> bool:
+    """True when the file starts with an MP4/MOV box (so a missing index means truncation,
+    not random bytes with an .mp4 name)."""
+    with path.open("rb") as f:
+        head = f.read(8)
+    return len(head) == 8 and head[4:8] in MP4_BOXES
+
+
 def run_ffprobe(path: Path, timeout: float) -> dict[str, Any]:
     """ffprobe's JSON report of streams and format; NotMedia or Truncated if it cannot
     read the file."""
@@ -64,7 +75,7 @@ def run_ffprobe(path: Path, timeout: float) -> dict[str, Any]:
                            "it may be damaged; re-encode it and try again") from None
     stderr = proc.stderr.decode(errors="replace")
     if proc.returncode != 0:
-        if "moov atom not found" in stderr:
+        if "moov atom not found" in stderr and looks_like_mp4(path):
             raise Truncated("truncated file: the MP4/MOV index (moov atom) is missing, so the "
                             "upload was probably cut short; send the complete file")
         raise NotMedia(f"not a media file that can be read; {ACCEPTED}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 
@@ -11,7 +12,7 @@ import torch
 from grpc import aio
 
 from deepfake.v1 import ingest_pb2, ingest_pb2_grpc, media_pb2
-from dfmesh.runtime.errors import NotReady
+from dfmesh.runtime.errors import DfmeshError, NotReady
 from dfmesh.runtime.logging import analysis_id_var
 from dfmesh.runtime.server import BaseService
 from services.ingest.faces import FaceCrops, FaceDetector
@@ -101,13 +102,50 @@ def upload_request(header: ingest_pb2.IngestHeader) -> UploadRequest:
         include_full_frames=header.options.include_full_frames)
 
 
-async def data_chunks(requests: AsyncIterator[ingest_pb2.IngestRequest]) -> AsyncIterator[bytes]:
-    """The data payloads after the header; a second header is an error."""
-    async for request in requests:
-        if request.WhichOneof("payload") != "data":
-            raise BadRequest("only the first message may be an IngestHeader; "
-                             "send the file as data chunks after it")
-        yield request.data
+class UploadStream:
+    """The client's request stream: the header, then data chunks."""
+
+    def __init__(self, requests: AsyncIterator[ingest_pb2.IngestRequest]) -> None:
+        self._requests = aiter(requests)
+        self.finished = False
+
+    async def header(self) -> ingest_pb2.IngestHeader:
+        first = await anext(self._requests, None)
+        if first is None:
+            self.finished = True
+        if first is None or first.WhichOneof("payload") != "header":
+            raise BadRequest("the first message must be an IngestHeader "
+                             "(file name, options), then the file as data chunks")
+        return first.header
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The data payloads after the header; a second header is an error."""
+        async for request in self._requests:
+            if request.WhichOneof("payload") != "data":
+                raise BadRequest("only the first message may be an IngestHeader; "
+                                 "send the file as data chunks after it")
+            yield request.data
+        self.finished = True
+
+    async def drain(self, max_bytes: int, max_seconds: float) -> None:
+        """Read and drop what the client is still sending, within bounds.
+
+        A grpc.aio client that is still writing when the server ends the call reports
+        INTERNAL instead of the server's status (grpc/grpc#36066); once the client has
+        finished sending, it reports the real code and message.
+        """
+        if self.finished or max_bytes <= 0 or max_seconds <= 0:
+            return
+
+        async def discard() -> None:
+            received = 0
+            async for request in self._requests:
+                received += request.ByteSize()
+                if received > max_bytes:
+                    return
+
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(discard(), max_seconds)
 
 
 class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
@@ -118,22 +156,28 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
 
     async def Ingest(self, request_iterator: AsyncIterator[ingest_pb2.IngestRequest],
                      context: aio.ServicerContext) -> AsyncIterator[media_pb2.MediaPacket]:
+        settings = self.service.settings
+        stream = UploadStream(request_iterator)
+        try:
+            async for packet in self._ingest(stream):
+                yield packet
+        except DfmeshError:
+            await stream.drain(settings.reject_drain_bytes, settings.reject_drain_seconds)
+            raise
+
+    async def _ingest(self, stream: UploadStream) -> AsyncIterator[media_pb2.MediaPacket]:
         detector = self.service.detector
         if detector is None:
             raise NotReady("ingest is still loading its face detector; retry shortly",
                            retry_after_seconds=1.0)
         with self.slots.acquire():
-            first = await anext(aiter(request_iterator), None)
-            if first is None or first.WhichOneof("payload") != "header":
-                raise BadRequest("the first message must be an IngestHeader "
-                                 "(file name, options), then the file as data chunks")
-            request = upload_request(first.header)
+            request = upload_request(await stream.header())
             if request.analysis_id:
                 analysis_id_var.set(request.analysis_id)
             log.info("ingest started", extra={"upload": loggable_name(request.filename),
                                                "declared_size": request.declared_size})
-            async for result in ingest_upload(request, data_chunks(request_iterator),
-                                              self.service.settings, detector):
+            async for result in ingest_upload(request, stream.chunks(), self.service.settings,
+                                              detector):
                 yield to_packet(result)
 
 

@@ -37,6 +37,10 @@ class IngestSettings(ServiceSettings):
     torch_threads: int = Field(1, ge=1, le=64)
     max_concurrent_ingests: int = Field(2, ge=1, description="more at once are refused")
     busy_retry_seconds: float = Field(2.0, ge=0, description="retry hint when busy")
+    reject_drain_bytes: int = Field(
+        64 * MiB, ge=0, description="after refusing an upload mid-stream, read and discard up to "
+        "this much of the rest so the caller's client reports the status (grpc/grpc#36066)")
+    reject_drain_seconds: float = Field(5.0, ge=0)
     tool_timeout_seconds: float = Field(120.0, gt=0, description="ffprobe/ffmpeg time limit")
     audio_sample_rate: int = Field(16000, ge=8000)
     audio_chunk_seconds: float = Field(1.0, gt=0, le=10.0)
