@@ -37,6 +37,10 @@ class ApiError(Exception):
         return {"code": self.code, "message": self.message, "httpStatus": self.status}
 
 
+_CONNECTION_NOISE = ("failed to connect", "Failed to connect", "all backends failing",
+                     "Connection refused", "Socket closed", "DNS resolution failed")
+
+
 def _retry_after(exc: aio.AioRpcError) -> int | None:
     for key, value in exc.trailing_metadata() or ():
         if key == "retry-after":
@@ -63,9 +67,11 @@ def error_from_rpc(exc: aio.AioRpcError, default_retry_after: int) -> ApiError:
             return ApiError(422, "too_long", details)
         return ApiError(413, "too_large", details or "the upload is too large")
     if code == grpc.StatusCode.UNAVAILABLE:
+        # grpc-core's own connection errors name sockets, not causes: leave them to the log.
+        own = details and not any(s in details for s in _CONNECTION_NOISE)
         return ApiError(503, "unavailable",
                         "the analysis service is unavailable; try again shortly"
-                        + (f" ({details})" if details else ""),
+                        + (f" ({details})" if own else ""),
                         retry_after=default_retry_after)
     if code == grpc.StatusCode.FAILED_PRECONDITION:
         return ApiError(503, "not_ready", details or "a model is not available")

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -195,6 +195,12 @@ async def _snapshot_or_404(store: AnalysisStore, analysis_id: str) -> dict[str, 
     return snapshot
 
 
+async def existing_analysis(analysis_id: str, request: Request) -> str:
+    """The path's analysis id, checked before a streaming response starts (404)."""
+    await _snapshot_or_404(request.app.state.store, analysis_id)
+    return analysis_id
+
+
 @router.get("/v1/analyses/{analysis_id}", response_model=AnalysisStatus, tags=["analyses"],
             responses={404: {"model": ErrorBody}}, summary="An analysis's state or result")
 async def get_analysis(analysis_id: str, request: Request) -> dict[str, Any]:
@@ -211,14 +217,13 @@ async def get_status(analysis_id: str, request: Request) -> dict[str, Any]:
             tags=["analyses"], responses={404: {"model": ErrorBody}},
             summary="Server-sent events: progress in order, then `result` or `error`")
 async def analysis_events(
-    analysis_id: str, request: Request,
+    analysis_id: Annotated[str, Depends(existing_analysis)], request: Request,
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> AsyncIterator[ServerSentEvent]:
     """Events `progress` ({stage, stageName, percent, message, branch}), then one `result`
     (the full result) or `error` ({code, message, httpStatus}). Each has an id; a
     reconnecting EventSource resumes after Last-Event-ID."""
     store: AnalysisStore = request.app.state.store
-    await _snapshot_or_404(store, analysis_id)
     start = int(last_event_id) + 1 if last_event_id and last_event_id.isdigit() else 0
     async for index, event in store.follow(analysis_id, start):
         yield ServerSentEvent(event=event["type"], data=event["data"], id=str(index))

@@ -44,9 +44,16 @@ def check_declared_length(request: Request, max_bytes: int) -> None:
         raise ApiError(413, "too_large", too_large_message(max_bytes))
 
 
+def human_bytes(n: int) -> str:
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:.3g} {unit}"
+    return f"{n} bytes"
+
+
 def too_large_message(max_bytes: int) -> str:
-    return (f"the upload is larger than the limit of {max_bytes / 2**20:.0f} MiB; "
-            "trim or re-encode the clip and try again")
+    return (f"the upload is larger than the limit of {human_bytes(max_bytes)} "
+            "(DFMESH_MAX_UPLOAD_BYTES); trim or re-encode the clip and try again")
 
 
 @dataclass

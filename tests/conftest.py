@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.mesh import local_mesh  # noqa: F401  (session fixture: the mesh as processes)
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
