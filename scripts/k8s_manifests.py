@@ -79,13 +79,16 @@ def render_dir(path: Path) -> list[Manifest]:
 
 
 def render(combo: Combination) -> list[Manifest]:
-    """Render an overlay plus components through a throwaway kustomization that refers to them."""
+    """Render an overlay plus components through a throwaway kustomization that refers to
+    them, in the overlay's namespace: what `kustomize edit add component` in the overlay gives."""
     if not combo.components:
         return render_dir(combo.overlay)
+    overlay = yaml.safe_load((combo.overlay / "kustomization.yaml").read_text())
     with tempfile.TemporaryDirectory(prefix="dfmesh-k8s-", dir=K8S) as tmp:
         kustomization = {
             "apiVersion": "kustomize.config.k8s.io/v1beta1",
             "kind": "Kustomization",
+            "namespace": overlay["namespace"],
             "resources": [str(Path("..") / combo.overlay.relative_to(K8S))],
             "components": [str(Path("..") / c.relative_to(K8S)) for c in combo.components],
         }
