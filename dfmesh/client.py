@@ -62,18 +62,22 @@ def analyze_options(method: str = "fusion", fusion: str | None = None,
     return options
 
 
-async def upload_requests(path: Path, options: orchestrator_pb2.AnalyzeOptions,
-                          analysis_id: str = "") -> AsyncIterator[orchestrator_pb2.AnalyzeRequest]:
-    """The header, then the file in CHUNK_BYTES chunks read as they are sent."""
-    size = path.stat().st_size
+def header_request(path: Path, options: orchestrator_pb2.AnalyzeOptions,
+                   analysis_id: str = "") -> orchestrator_pb2.AnalyzeRequest:
+    """The first message: file name, content type, declared size, options."""
     content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-    yield orchestrator_pb2.AnalyzeRequest(header=orchestrator_pb2.AnalyzeHeader(
+    return orchestrator_pb2.AnalyzeRequest(header=orchestrator_pb2.AnalyzeHeader(
         upload=media_pb2.UploadHeader(filename=path.name, content_type=content_type,
-                                      declared_size=size, analysis_id=analysis_id),
+                                      declared_size=path.stat().st_size,
+                                      analysis_id=analysis_id),
         options=options))
+
+
+async def _send_file(call: aio.StreamStreamCall, path: Path) -> None:
     with path.open("rb") as fh:
         while chunk := await asyncio.to_thread(fh.read, CHUNK_BYTES):
-            yield orchestrator_pb2.AnalyzeRequest(data=chunk)
+            await call.write(orchestrator_pb2.AnalyzeRequest(data=chunk))
+    await call.done_writing()
 
 
 def progress_from_pb(progress: orchestrator_pb2.Progress) -> Progress:
@@ -105,15 +109,32 @@ class Client:
                       analysis_id: str = "", timeout: float = DEFAULT_TIMEOUT_SECONDS,
                       ) -> AsyncIterator[Progress | orchestrator_pb2.AnalysisResult]:
         """Progress events, then the AnalysisResult. gRPC errors (aio.AioRpcError) propagate
-        with the server's status code and message."""
-        requests = upload_requests(Path(path), analyze_options(method, fusion, early_exit),
-                                   analysis_id or uuid.uuid4().hex)
-        call = self.stub.Analyze(requests, timeout=timeout)
-        async for event in call:
-            if event.HasField("progress"):
-                yield progress_from_pb(event.progress)
-            else:
-                yield event.result
+        with the server's status code and message.
+
+        The header goes first and the data only after the server's first answer (Queued):
+        a refusal (busy, too large) then arrives as the server's status, not as a failed
+        write (grpc/grpc#36066: a write racing an early server status can replace it with
+        INTERNAL)."""
+        path = Path(path)
+        call = self.stub.Analyze(timeout=timeout)
+        await call.write(header_request(path, analyze_options(method, fusion, early_exit),
+                                        analysis_id or uuid.uuid4().hex))
+        sender: asyncio.Task | None = None
+        try:
+            while (event := await call.read()) is not aio.EOF:
+                if sender is None:
+                    sender = asyncio.create_task(_send_file(call, path))
+                if event.HasField("progress"):
+                    yield progress_from_pb(event.progress)
+                else:
+                    yield event.result
+            if sender is not None:
+                await sender
+        finally:
+            if sender is not None and not sender.done():
+                sender.cancel()
+                await asyncio.gather(sender, return_exceptions=True)
+            call.cancel()
 
     async def analyze_result(self, path: str | Path, **kwargs: Any,
                              ) -> orchestrator_pb2.AnalysisResult:

@@ -91,7 +91,7 @@ class AnalysisOptions:
     fusion_mode: str = ""            # "logreg" | "adaptive"
     method: str = "fusion"           # "fusion" | "plain_frames" | "mri" | "temporal"
     early_exit: bool | None = None
-    ingest: ingest_pb2.IngestOptions | None = None
+    ingest: media_pb2.IngestOptions | None = None
 
 
 @dataclass(frozen=True)
@@ -207,10 +207,10 @@ class Orchestrator:
         if upload.declared_size > self.settings.max_upload_bytes:
             raise LimitExceeded(f"upload of {upload.declared_size} bytes exceeds the limit of "
                                 f"{self.settings.max_upload_bytes} bytes")
-        self.active += 1
         events: asyncio.Queue[ProgressEvent | AnalysisOutcome | BaseException] = asyncio.Queue()
         run = _Run(self, upload, chunks, options, events.put_nowait)
         analysis_id_var.set(run.analysis_id)
+        self.active += 1
         task = asyncio.create_task(run.run())
         task.add_done_callback(
             lambda t: events.put_nowait(t.exception() or t.result()) if not t.cancelled() else None)
@@ -245,7 +245,7 @@ class _Run:
         self.mode = options.fusion_mode or self.settings.fusion_mode
         self.early_exit_on = (self.settings.early_exit if options.early_exit is None
                               else options.early_exit) and self.method == "fusion"
-        self.ingest_options = ingest_pb2.IngestOptions()
+        self.ingest_options = media_pb2.IngestOptions()
         if options.ingest is not None:
             self.ingest_options.CopyFrom(options.ingest)
         self.ingest_options.include_full_frames = True
@@ -508,6 +508,9 @@ class _Run:
         else:
             fused = score(usable, bundle=self.o.bundle, mode=self.mode, method=self.method)
         verdict, confidence = decide(fused.prob_fake, threshold)
+        if self.early_exit:
+            # The gate's threshold is the operator's definition of "confidently real".
+            verdict, confidence = "AUTHENTIC", 100.0 * (1.0 - fused.prob_fake)
         if self.clip is not None and self.clip.kind in KIND_NOTES and not fused.note:
             fused = Score(fused.prob_fake, fused.head, fused.used, KIND_NOTES[self.clip.kind])
         probs = {b: r.prob_fake for b, r in usable.items()}
