@@ -73,15 +73,18 @@ def _cache_name(name: str) -> str:
 
 
 def build_audio_cache(data_dir: Path, cache_dir: Path | None = None, seed: int = 0,
-                      **kwargs) -> list[SpeechSource]:
-    """Build the per-recording caches that are missing; returns the sources."""
+                      build: bool = True, **kwargs) -> list[SpeechSource]:
+    """Build the per-recording caches that are missing (unless build=False); returns the
+    sources."""
     cache_dir = cache_dir or default_cache_dir()
     cache_dir.mkdir(parents=True, exist_ok=True)
     sources = speech_sources(data_dir, seed)
-    for src in sources:
+    for src in sources if build else []:
         path = cache_dir / _cache_name(src.name)
         if not path.is_file():
-            np.savez(path, **build_source(src, seed, **kwargs))
+            tmp = path.with_suffix(".tmp.npz")
+            np.savez(tmp, **build_source(src, seed, **kwargs))
+            tmp.replace(path)  # readers never see a half-written cache
             log.info("audio cache: %s", src.name)
     return sources
 
@@ -93,7 +96,11 @@ def load_split(sources: list[SpeechSource], split: str,
     parts: dict[str, list[np.ndarray]] = {k: [] for k in
                                           ("x", "y", "method", "channel", "source", "speaker")}
     for src in (s for s in sources if s.split == split):
-        with np.load(cache_dir / _cache_name(src.name)) as data:
+        path = cache_dir / _cache_name(src.name)
+        if not path.is_file():
+            log.warning("audio cache lacks %s; left out", src.name)
+            continue
+        with np.load(path) as data:
             n = len(data["y"])
             for key in ("x", "y", "method", "channel"):
                 parts[key].append(data[key])

@@ -36,6 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--version", default=VERSION)
     parser.add_argument("--models-dir", type=Path, default=MODELS_DIR)
     parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--cached-only", action="store_true",
+                        help="train on the recordings already cached; build nothing")
 
 
 def spec_augment(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
@@ -65,7 +67,7 @@ def per_recording(sources: np.ndarray, labels: np.ndarray, probs: np.ndarray,
 def run(args: argparse.Namespace) -> dict:
     seed_everything(args.seed)
     data_dir = args.data_dir or shared_data_dir()
-    sources = build_audio_cache(data_dir, seed=args.seed)
+    sources = build_audio_cache(data_dir, seed=args.seed, build=not args.cached_only)
     train, val, test = (load_split(sources, s) for s in ("train", "val", "test"))
     log.info("rows train %d val %d test %d", len(train["y"]), len(val["y"]), len(test["y"]))
     rng = np.random.default_rng(args.seed)

@@ -94,9 +94,9 @@ def track_clip(detector, data_dir: Path, clip: TalkingClip, max_seconds: float) 
             "landmarks": landmarks, "mouth": mouth, "pcm": pcm, "fps": np.float64(video.fps)}
 
 
-def build_dense_cache(data_dir: Path, clips: list[TalkingClip], max_seconds: float = 12.0,
-                      cache_dir: Path | None = None) -> list[DenseClip]:
-    """Track every clip not cached yet; return all as DenseClip."""
+def build_dense_cache(data_dir: Path, clips: list[TalkingClip], max_seconds: float = 10.0,
+                      cache_dir: Path | None = None, build: bool = True) -> list[DenseClip]:
+    """Track every clip not cached yet (unless build=False: cached clips only); return them."""
     import torch
 
     torch.set_num_threads(1)
@@ -107,8 +107,12 @@ def build_dense_cache(data_dir: Path, clips: list[TalkingClip], max_seconds: flo
     for clip in clips:
         path = cache_dir / (Path(clip.name).stem + ".npz")
         if not path.is_file():
+            if not build:
+                continue
             detector = detector or make_detector()
-            np.savez(path, **track_clip(detector, data_dir, clip, max_seconds))
+            tmp = path.with_suffix(".tmp.npz")
+            np.savez(tmp, **track_clip(detector, data_dir, clip, max_seconds))
+            tmp.replace(path)  # readers never see a half-written cache
             log.info("dense track: %s", clip.name)
         with np.load(path) as d:
             out.append(DenseClip(clip, d["timestamps"], d["found"], d["boxes"], d["landmarks"],
