@@ -47,6 +47,7 @@ export default function App() {
   const [result, setResult] = useState<AnalysisResult | null>(null);
   const [error, setError] = useState<ApiError | null>(null);
   const [elapsed, setElapsed] = useState<number | null>(null);
+  const [analysisId, setAnalysisId] = useState("");
   const stop = useRef<(() => void) | null>(null);
   const started = useRef(0);
 
@@ -62,10 +63,14 @@ export default function App() {
     setResult(null);
     setError(null);
     setElapsed(null);
+    setAnalysisId("");
     started.current = performance.now();
     const handlers: Handlers = {
       onUploadProgress: setUpload,
-      onAccepted: () => setPhase("running"),
+      onAccepted: (id) => {
+        setAnalysisId(id);
+        setPhase("running");
+      },
       onProgress: (e) => {
         setProgress(e);
         setNodes((n) => applyProgress(n, e));
@@ -90,7 +95,7 @@ export default function App() {
   const stageName = phase === "uploading" ? `Uploading ${(upload * 100).toFixed(0)}%` : phase === "done" ? "Final classification" : progress?.stageName ?? "Queued";
 
   return (
-    <main className="app" data-testid="app" data-phase={phase}>
+    <main className="app" data-testid="app" data-phase={phase} data-analysis-id={analysisId}>
       <header className="header">
         <h1>Deepfake check</h1>
         <p className="muted">Upload a clip: six detectors look at the faces, the voice, their timing and the lip-sync, and a calibrated fusion gives the verdict.</p>

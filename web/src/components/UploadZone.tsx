@@ -39,7 +39,8 @@ export function UploadZone({ disabled, onFile }: Props) {
         type="file"
         data-testid="file-input"
         accept="video/*,audio/*,image/*"
-        hidden
+        className="visually-hidden"
+        tabIndex={-1}
         onChange={(e) => {
           const file = e.target.files?.[0];
           if (file) onFile(file);
