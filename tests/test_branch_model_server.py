@@ -10,9 +10,9 @@ import grpc
 import numpy as np
 import pytest
 from grpc import aio
+from prometheus_client import REGISTRY
 
 from deepfake.v1 import media_pb2
-from dfmesh.runtime import metrics
 from dfmesh.runtime.branch_inputs import (
     FrameInput,
     assemble_pcm,
@@ -101,9 +101,13 @@ async def test_latest_version_is_served_and_reported_in_metrics(visual_repo) -> 
     assert result.model.version == "1.10.0"
     assert set(result.timings_ms) >= {"collect", "preprocess", "inference", "total"}
     assert result.timings_ms["total"] >= result.timings_ms["inference"] > 0
-    info = metrics.MODEL_INFO.labels("visual", "visual-known-function", "1.10.0",
-                                     result.model.sha256[:12], CPU)
-    assert info._value.get() == 1
+    sample = REGISTRY.get_sample_value
+    assert sample("deepfake_model_info", {
+        "branch": "visual", "model": "visual-known-function", "version": "1.10.0",
+        "sha256": result.model.sha256[:12], "provider": CPU}) == 1
+    assert sample("deepfake_inference_seconds_count",
+                  {"branch": "visual", "model_version": "1.10.0"}) >= 1
+    assert sample("deepfake_branch_results_total", {"branch": "visual", "status": "OK"}) >= 1
 
 
 async def test_requests_are_served_while_another_is_computing(visual_repo) -> None:
