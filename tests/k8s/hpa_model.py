@@ -6,18 +6,20 @@ within 10% of 1; pods not ready count as 0 when scaling up (CPU), the largest pr
 the proposal is stabilized (scale-up: the lowest over the up window; scale-down: the highest
 over the down window), limited by the scaling policies, then clamped to [min, max].
 
-Service: every pod serves one request at a time (DFMESH_MAX_CONCURRENT_INFERENCES=1) taking
-cpu_seconds / min(1, cpu_limit) of wall time; requests are spread round-robin over the pods
-that receive traffic. A pod starts `startup_seconds` after the HPA asks for it and receives
-traffic only after its clients re-resolve the headless Service, at most
-DFMESH_MAX_CONNECTION_AGE_SECONDS later. Wait = backlog drained at full speed (fluid) plus
-the M/M/1 wait at the offered utilization (pessimistic: round-robin arrivals are more
-regular than Poisson).
+Service: a discrete-event simulation, one-second ticks. Requests arrive as a Poisson
+process at the trace's rate and are dispatched round-robin (the orchestrator's channel
+policy) over the pods that receive traffic; each pod serves one request at a time
+(DFMESH_MAX_CONCURRENT_INFERENCES=1), first come first served, for a gamma-distributed time
+of mean cpu_seconds / min(1, cpu_limit). A new pod is ready `startup_seconds` after the HPA
+asks for it and receives traffic only once its clients re-resolve the headless Service, up
+to DFMESH_MAX_CONNECTION_AGE_SECONDS later. CPU usage, in-flight counts and queue waits
+are measured from the simulated requests, as metrics-server and Prometheus would see them.
 """
 
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -104,6 +106,8 @@ class Autoscaler:
     events: list[tuple[float, int]] = field(default_factory=list)  # (time, replica change)
 
     def decide(self, now: float, current: int, proposal: int) -> int:
+        if not self.recommendations:  # the controller seeds a new HPA's history this way
+            self.recommendations.append((now, current))
         desired = self._stabilize(now, current, proposal)
         desired = self._rate_limit(now, current, desired)
         desired = min(max(desired, self.spec.min_replicas), self.spec.max_replicas)
@@ -147,11 +151,12 @@ class Autoscaler:
 
 @dataclass(frozen=True)
 class ServiceModel:
-    cpu_seconds: float  # CPU time one request costs
+    cpu_seconds: float  # CPU time one request costs (mean)
     cpu_request: float
     cpu_limit: float
     startup_seconds: float = 45.0  # scheduling, model load and warm-up
     discovery_seconds: float = 60.0  # DFMESH_MAX_CONNECTION_AGE_SECONDS
+    service_cv: float = 0.3  # fixed-size tensors per clip: service time varies little
 
     @property
     def wall_seconds(self) -> float:
@@ -159,77 +164,107 @@ class ServiceModel:
 
 
 @dataclass
+class Pod:
+    ready_at: float
+    serving_at: float
+    free_at: float = 0.0
+    work: list[tuple[float, float, float]] = field(default_factory=list)  # (arrival, start, end)
+
+    def busy_seconds(self, start: float, end: float) -> float:
+        return sum(max(0.0, min(e, end) - max(s, start)) for _, s, e in self.work)
+
+    def inflight(self, now: float) -> int:
+        return sum(1 for a, _, e in self.work if a <= now < e)
+
+    def forget_before(self, horizon: float) -> None:
+        self.work = [w for w in self.work if w[2] > horizon]
+
+
+@dataclass
 class Trace:
-    """What one simulation saw, sampled every `step` seconds."""
+    """What one simulation saw: replicas each second, and every request's queue wait."""
 
     times: list[float] = field(default_factory=list)
     replicas: list[int] = field(default_factory=list)
-    waits: list[float] = field(default_factory=list)  # queue wait of a request arriving now
+    arrivals: list[float] = field(default_factory=list)
+    waits: list[float] = field(default_factory=list)
 
     def max_wait(self, start: float = 0.0, end: float = math.inf) -> float:
-        return max(w for t, w in zip(self.times, self.waits, strict=True) if start <= t < end)
+        return max((w for a, w in zip(self.arrivals, self.waits, strict=True) if start <= a < end),
+                   default=0.0)
+
+    def wait_quantile(self, q: float, keep: Callable[[float], bool]) -> float:
+        waits = sorted(w for a, w in zip(self.arrivals, self.waits, strict=True) if keep(a))
+        return waits[min(len(waits) - 1, int(q * len(waits)))] if waits else 0.0
 
 
 def simulate(model: ServiceModel, spec: HpaSpec | None, load: Callable[[float], float],
-             duration: float, start_replicas: int, step: float = 1.0) -> Trace:
-    """Run a service under `load` (requests per second at time t) for `duration` seconds.
-    With spec None the replica count stays at start_replicas (no autoscaler)."""
+             duration: float, start_replicas: int, seed: int = 7) -> Trace:
+    """Run a service under `load` (requests per second at time t) for `duration` seconds:
+    Poisson arrivals, round-robin over the pods receiving traffic, one request at a time
+    per pod, gamma-distributed service times. With spec None the replica count stays fixed."""
+    rng = random.Random(seed)
+    shape = 1 / model.service_cv ** 2
     scaler = Autoscaler(spec) if spec else None
-    # each pod: the time it starts serving traffic; ready pods in `ready_at`
-    ready_at = [0.0] * start_replicas
-    serving_at = [0.0] * start_replicas
-    backlog = 0.0  # requests waiting across serving pods (fluid)
-    cpu_samples: list[tuple[float, float]] = []  # (time, cores used per ready pod)
-    wait_samples: list[tuple[float, float]] = []
+    pods = [Pod(0.0, 0.0) for _ in range(start_replicas)]
     trace = Trace()
-    mu = 1.0 / model.wall_seconds  # requests per second one pod completes
-    t = 0.0
-    while t < duration:
-        serving = sum(1 for s in serving_at if s <= t) or 1
-        ready = sum(1 for r in ready_at if r <= t)
-        lam = load(t)
-        rho = lam / (serving * mu)
-        capacity = serving * mu
-        backlog = max(0.0, backlog + (lam - capacity) * step)
-        busy = 1.0 if backlog > 0 else min(rho, 1.0)
-        stationary = rho / (1 - rho) / mu if rho < 0.99 else 99 / mu
-        wait = backlog / capacity + (stationary if backlog == 0 else 0.0)
-        cores = busy * min(1.0, model.cpu_limit) * serving / max(ready, 1)
-        cpu_samples.append((t, cores))
-        wait_samples.append((t, wait))
+    turn = 0
+    for second in range(int(duration)):
+        t = float(second)
+        serving = [p for p in pods if p.serving_at <= t] or pods[:1]
+        arrivals = sorted(t + rng.random() for _ in range(poisson(rng, load(t))))
+        for a in arrivals:
+            pod = serving[turn % len(serving)]
+            turn += 1
+            start = max(a, pod.free_at)
+            pod.free_at = start + rng.gammavariate(shape, model.wall_seconds / shape)
+            pod.work.append((a, start, pod.free_at))
+            trace.arrivals.append(a)
+            trace.waits.append(start - a)
         trace.times.append(t)
-        trace.replicas.append(len(ready_at))
-        trace.waits.append(wait)
-
-        if scaler and t > 0 and t % SYNC_SECONDS == 0:
-            current = len(ready_at)
-            proposals = []
-            if spec.cpu_utilization is not None:
-                recent = [c for ts, c in cpu_samples if ts > t - CPU_WINDOW_SECONDS]
-                utilization = 100 * sum(recent) / len(recent) / model.cpu_request
-                proposals.append(metric_proposal([utilization] * ready, spec.cpu_utilization,
-                                                 unready=current - ready))
-            if "deepfake_inflight_requests" in spec.pod_targets:
-                inflight_pod = (lam * (model.wall_seconds + wait)) / serving
-                values = [inflight_pod] * serving + [0.0] * (current - serving)
-                proposals.append(metric_proposal(values,
-                                                 spec.pod_targets["deepfake_inflight_requests"]))
-            if "deepfake_queue_seconds_avg" in spec.pod_targets:
-                recent = [w for ts, w in wait_samples if ts > t - QUEUE_WINDOW_SECONDS]
-                values = [sum(recent) / len(recent)] * serving + [0.0] * (current - serving)
-                proposals.append(metric_proposal(values,
-                                                 spec.pod_targets["deepfake_queue_seconds_avg"]))
-            asked = [p for p in proposals if p is not None]
-            proposal = max(asked) if asked else current
-            desired = scaler.decide(t, current, proposal)
-            if desired > current:
-                for _ in range(desired - current):
-                    ready_at.append(t + model.startup_seconds)
-                    serving_at.append(t + model.startup_seconds + model.discovery_seconds)
-            elif desired < current:
-                # the newest pods go first; capacity leaves at once (conservative)
-                del ready_at[desired:], serving_at[desired:]
-        cpu_samples = [(ts, c) for ts, c in cpu_samples if ts > t - CPU_WINDOW_SECONDS]
-        wait_samples = [(ts, w) for ts, w in wait_samples if ts > t - QUEUE_WINDOW_SECONDS]
-        t += step
+        trace.replicas.append(len(pods))
+        if scaler and second and second % SYNC_SECONDS == 0:
+            desired = autoscale(scaler, model, pods, t)
+            while len(pods) < desired:
+                pods.append(Pod(t + model.startup_seconds,
+                                t + model.startup_seconds + model.discovery_seconds))
+            # the newest pods go first; each drains what it already holds (waits are
+            # fixed at dispatch), it just receives nothing new
+            del pods[desired:]
+        for p in pods:
+            p.forget_before(t - QUEUE_WINDOW_SECONDS)
     return trace
+
+
+def autoscale(scaler: Autoscaler, model: ServiceModel, pods: list[Pod], t: float) -> int:
+    """One HPA sync: every metric's proposal from what the pods report, the largest wins."""
+    spec = scaler.spec
+    ready = [p for p in pods if p.ready_at <= t]
+    proposals = []
+    if spec.cpu_utilization is not None:
+        cores = min(1.0, model.cpu_limit)
+        utilization = [100 * cores * p.busy_seconds(t - CPU_WINDOW_SECONDS, t)
+                       / CPU_WINDOW_SECONDS / model.cpu_request for p in ready]
+        proposals.append(metric_proposal(utilization, spec.cpu_utilization,
+                                         unready=len(pods) - len(ready)))
+    # custom metrics: every pod reports (a starting pod serves /metrics with zeros)
+    if "deepfake_inflight_requests" in spec.pod_targets:
+        proposals.append(metric_proposal([float(p.inflight(t)) for p in pods],
+                                         spec.pod_targets["deepfake_inflight_requests"]))
+    if "deepfake_queue_seconds_avg" in spec.pod_targets:
+        means = []
+        for p in pods:
+            waits = [s - a for a, s, _ in p.work if s > t - QUEUE_WINDOW_SECONDS and s <= t]
+            means.append(sum(waits) / len(waits) if waits else 0.0)
+        proposals.append(metric_proposal(means, spec.pod_targets["deepfake_queue_seconds_avg"]))
+    asked = [p for p in proposals if p is not None]
+    return scaler.decide(t, len(pods), max(asked) if asked else len(pods))
+
+
+def poisson(rng: random.Random, mean: float) -> int:
+    """A Poisson draw (Knuth; the means here are a few per second)."""
+    limit, k, product = math.exp(-mean), 0, rng.random()
+    while product > limit:
+        k += 1
+        product *= rng.random()
+    return k

@@ -305,7 +305,8 @@ def test_custom_metrics_have_adapter_rules_over_declared_series(render):
         assert used and used <= declared, f"undeclared series in adapter rule: {used - declared}"
     asked = set()
     for hpa in of_kind(render("cpu", "custom-metrics"), "HorizontalPodAutoscaler").values():
-        asked |= {m["pods"]["metric"]["name"] for m in hpa["spec"]["metrics"] if m["type"] == "Pods"}
+        asked |= {m["pods"]["metric"]["name"]
+                  for m in hpa["spec"]["metrics"] if m["type"] == "Pods"}
     assert asked and asked <= provided, f"HPA metrics without an adapter rule: {asked - provided}"
 
 
