@@ -13,6 +13,7 @@ from grpc import aio
 from prometheus_client import REGISTRY
 
 from deepfake.v1 import media_pb2
+from dfmesh.preprocess import audio as cqcc
 from dfmesh.runtime.branch_inputs import (
     FrameInput,
     assemble_pcm,
@@ -22,6 +23,7 @@ from dfmesh.runtime.branch_inputs import (
 from dfmesh.runtime.errors import InvalidInput, LimitExceeded, ModelIntegrityError
 from dfmesh.runtime.model_server import CPU, CUDA, choose_providers, slice_batches, warmup_shape
 from dfmesh.runtime.server import create_server, running, start_service
+from services.audio.service import AudioServer, AudioSettings
 from services.visual.service import VisualServer, VisualSettings
 from tests.branch_support import (
     NOT_SERVING,
@@ -178,3 +180,21 @@ def test_warmup_shape_fills_dynamic_axes() -> None:
     assert warmup_shape(["batch", 3, "height", "width"], (64, 3, 32, 32)) == [64, 3, 32, 32]
     assert warmup_shape(["N", 3, 224, 224]) == [1, 3, 224, 224]
     assert warmup_shape([1, "T", 512], (1, 16, None)) == [1, 16, 512]
+
+
+async def test_model_trained_on_other_preprocessing_is_refused(tmp_path) -> None:
+    trained_on = {**cqcc.PREPROCESSING, "n_coeffs": cqcc.N_COEFFS + 1}
+    build_model(tmp_path / "audio" / "1.0.0", "audio",
+                {"cqcc": ["N", 1, cqcc.N_FEATURES, cqcc.N_FRAMES]}, {"cqcc": "ReduceMax"},
+                preprocessing=trained_on)
+    service = AudioServer(AudioSettings(model_repo=tmp_path, metrics_port=0))
+    with pytest.raises(ModelIntegrityError, match=r"other preprocessing.*n_coeffs: model 21"):
+        await service.load()
+
+
+def test_feeds_that_do_not_fit_the_model_are_a_server_fault(visual_repo) -> None:
+    service = VisualServer(settings(visual_repo))
+    service.load_model()
+    with pytest.raises(ModelIntegrityError, match=r"image is \['N', 3, 224, 224\] but "
+                                                  r"preprocessing made \[2, 3, 256, 256\]"):
+        service.predict({"image": np.zeros((2, 3, 256, 256), np.float32)})

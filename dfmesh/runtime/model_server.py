@@ -120,6 +120,29 @@ def slice_batches(feeds: dict[str, np.ndarray], size: int) -> list[dict[str, np.
     return [{k: v[i:i + size] for k, v in feeds.items()} for i in range(0, max(n, 1), size)]
 
 
+def check_preprocessing(manifest: ModelManifest, contract: dict[str, Any]) -> None:
+    """Refuse a model trained on other preprocessing than this code makes."""
+    differ = [f"{k}: model {manifest.preprocessing[k]!r}, code {v!r}"
+              for k, v in contract.items()
+              if k in manifest.preprocessing and manifest.preprocessing[k] != v]
+    if differ:
+        raise ModelIntegrityError(
+            f"{manifest.name} {manifest.version} was trained on other preprocessing than this "
+            f"service makes ({'; '.join(differ)}); re-export the model or deploy matching code")
+
+
+def check_feeds(session: ort.InferenceSession, feeds: dict[str, np.ndarray]) -> None:
+    """Every fixed axis of the model's inputs matches the feeds (preprocessing and model
+    agree); a mismatch is the deployment's fault, not the caller's."""
+    for arg in session.get_inputs():
+        got = feeds[arg.name].shape
+        fixed = [(i, d) for i, d in enumerate(arg.shape) if isinstance(d, int)]
+        if len(got) != len(arg.shape) or any(got[i] != d for i, d in fixed):
+            raise ModelIntegrityError(
+                f"model input {arg.name} is {arg.shape} but preprocessing made {list(got)}; "
+                "the model and the preprocessing code are from different versions")
+
+
 def warmup_shape(declared: list[Any], example: tuple[int | None, ...] = ()) -> list[int]:
     """A concrete shape for warm-up: the model's fixed sizes, the service's example size for
     each named (dynamic) axis, else 1."""
@@ -135,6 +158,9 @@ class ModelServer(BaseService):
     wants: ClassVar[frozenset[str]] = frozenset()
     input_names: ClassVar[tuple[str, ...]] = ()
     output_names: ClassVar[tuple[str, ...]] = ("logit",)
+    preprocessing_contract: ClassVar[dict[str, Any]] = {}
+    """What this code's preprocessing makes (e.g. dfmesh.preprocess.audio.PREPROCESSING); a
+    model whose manifest says otherwise for any shared key is refused at load."""
     example_shapes: ClassVar[dict[str, tuple[int | None, ...]]] = {}
     """Typical input shapes (None = whatever the model fixes), used for dynamic axes at
     warm-up, e.g. tiny_gate's patch height and width."""
@@ -170,6 +196,7 @@ class ModelServer(BaseService):
         if manifest.format != "onnx":
             raise ModelIntegrityError(f"{manifest.directory}: format {manifest.format!r}, "
                                       "a branch serves onnx")
+        check_preprocessing(manifest, self.preprocessing_contract)
         artifact = manifest.artifact_path.read_bytes()
         if hashlib.sha256(artifact).hexdigest() != manifest.sha256:
             raise ModelIntegrityError(f"{manifest.artifact_path} changed while loading")
@@ -226,6 +253,7 @@ class ModelServer(BaseService):
     def predict(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run the model over all rows of `feeds`, at most max_batch_size rows per run."""
         assert self.session is not None
+        check_feeds(self.session, feeds)
         runs = [self.session.run(list(self.output_names), part)
                 for part in slice_batches(feeds, self.settings.max_batch_size)]
         return {name: np.concatenate([r[i] for r in runs])

@@ -35,6 +35,7 @@ class AudioServer(ModelServer):
     wants = frozenset({AUDIO})
     input_names = ("cqcc",)
     output_names = ("logit",)
+    preprocessing_contract = cqcc.PREPROCESSING
 
     def preprocess(self, inputs: BranchInputs) -> Prepared:
         pcm = require_pcm(inputs, cqcc.SAMPLE_RATE)

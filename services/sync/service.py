@@ -38,6 +38,7 @@ class SyncServer(ModelServer):
     wants = frozenset({DENSE, AUDIO})
     input_names = ("mouth", "audio")
     output_names = ("logit",)
+    preprocessing_contract = mouth.PREPROCESSING
 
     def preprocess(self, inputs: BranchInputs) -> Prepared:
         dense = inputs.dense
