@@ -6,7 +6,12 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from dfmesh.preprocess.patches import tiny_patches_batch
+from dfmesh.preprocess.patches import (
+    TINY_CROP_SIZE,
+    TINY_PATCH_SIZE,
+    TINY_PATCH_STRIDE,
+    tiny_patches_batch,
+)
 from dfmesh.preprocess.stats import prob_summary
 from dfmesh.runtime.branch_inputs import FRAMES, BranchInputs
 from dfmesh.runtime.model_server import (
@@ -35,7 +40,10 @@ class TinyGateServer(ModelServer):
     wants = frozenset({FRAMES})
     input_names = ("patches",)
     output_names = ("logit",)
-    example_shapes = {"patches": (64, 3, 32, 32)}  # one crop's patches
+    # The model is fully convolutional, so only the manifest can say which grid it learnt.
+    preprocessing_contract = {"crop_size": TINY_CROP_SIZE, "patch_size": TINY_PATCH_SIZE,
+                              "stride": TINY_PATCH_STRIDE}
+    example_shapes = {"patches": (64, 3, TINY_PATCH_SIZE, TINY_PATCH_SIZE)}  # one crop's
 
     def preprocess(self, inputs: BranchInputs) -> Prepared:
         prepared = face_crops_prepared(inputs, self.settings.max_faces_per_frame)
