@@ -2,17 +2,16 @@
 
 `local_mesh` (session-scoped) starts ingest, the six branches and fusion with
 `python -m services.<name>` on free ports, waits for gRPC health SERVING and yields their
-addresses; `start_gateway` adds a `python -m gateway` process. The model repository is the
-shipped one when every branch and fusion has an exported version; otherwise the fixture
-builds one in a temp dir: small real ONNX models whose logit is a known function of the
-input (tests/branch_support.build_model) and a real logistic-regression fusion bundle,
-each with a checksummed manifest. Verdicts then come from real inference over real media
-with untrained weights: tests check the contract and the plumbing, not accuracy.
+addresses; `start_gateway` adds a `python -m gateway` process. The model repository holds
+the shipped model where models/ has one and, for the rest, small real ONNX models whose
+logit is a known function of the input and a real logistic-regression fusion bundle
+(tests/fusion_support.build_test_repo). With test-built models the verdicts come from real
+inference over real media with untrained weights: the tests check the contract and the
+plumbing, not accuracy.
 """
 
 from __future__ import annotations
 
-import itertools
 import os
 import signal
 import socket
@@ -27,13 +26,10 @@ from pathlib import Path
 
 import pytest
 
-from dfmesh.preprocess.stats import BRANCH_FEATURES, FEATURE_COLS
 from dfmesh.runtime.config import REPO_ROOT
-from dfmesh.runtime.model_repo import write_manifest
 
 BRANCHES = ("tiny_gate", "visual", "audio", "temporal", "sync", "mri")
 GRPC_SERVICES = ("ingest", *BRANCHES, "fusion")
-LR_BRANCHES = ("tiny_gate", "visual", "audio", "temporal", "sync")
 STARTUP_SECONDS = 180.0
 
 
@@ -45,77 +41,13 @@ def free_port() -> int:
 
 # --- a model repository ---
 
-def shipped_repo_complete(root: Path = REPO_ROOT / "models") -> bool:
-    return all(any((root / name).glob("*/manifest.json")) for name in (*BRANCHES, "fusion"))
-
-
-def build_branch_models(root: Path) -> None:
-    """Known-function ONNX models for the six branches, shaped as the services expect."""
-    from dfmesh.preprocess import audio as cqcc
-    from dfmesh.preprocess import mouth
-    from tests.branch_support import build_model
-
-    build_model(root / "tiny_gate" / "1.0.0", "tiny_gate", {"patches": ["N", 3, 32, 32]},
-                {"patches": "ReduceMean"})
-    build_model(root / "visual" / "1.0.0", "visual", {"image": ["N", 3, 224, 224]},
-                {"image": "ReduceMean"}, extra_outputs=("embedding",))
-    build_model(root / "audio" / "1.0.0", "audio",
-                {"cqcc": ["W", 1, cqcc.N_FEATURES, cqcc.N_FRAMES]}, {"cqcc": "ReduceMax"})
-    # visual's embedding is the per-channel mean: 3 values per frame.
-    build_model(root / "temporal" / "1.0.0", "temporal", {"embeddings": [1, "T", 3]},
-                {"embeddings": "ReduceMean"})
-    build_model(root / "sync" / "1.0.0", "sync",
-                {"mouth": ["N", mouth.WINDOW_FRAMES, mouth.MOUTH_SIZE, mouth.MOUTH_SIZE],
-                 "audio": ["N", mouth.N_MELS, mouth.MEL_FRAMES]},
-                {"mouth": "ReduceMax", "audio": "ReduceMean"})
-    build_model(root / "mri" / "1.0.0", "mri", {"image": ["N", 3, 256, 256]},
-                {"image": "ReduceMean"}, extra_outputs=("mri_map",))
-
-
-def build_fusion_bundle(root: Path, seed: int = 7) -> None:
-    """A real LR bundle (full head and every 2-4 branch head) fitted on synthetic clip
-    features where fakes score higher, with temperature and a checksummed manifest."""
-    import joblib
-    import numpy as np
-    from sklearn.linear_model import LogisticRegression
-
-    rng = np.random.default_rng(seed)
-
-    def fit(cols: list[str]) -> LogisticRegression:
-        y = rng.integers(0, 2, 200)
-        x = rng.normal(0.3 + 0.4 * y[:, None], 0.2, size=(200, len(cols)))
-        return LogisticRegression(max_iter=500).fit(x, y)
-
-    def cols_for(branches: tuple[str, ...]) -> list[str]:
-        wanted = {c for b in branches for c in BRANCH_FEATURES[b]}
-        return [c for c in FEATURE_COLS if c in wanted]
-
-    heads = {}
-    for k in (2, 3, 4):
-        for subset in itertools.combinations(LR_BRANCHES, k):
-            cols = cols_for(subset)
-            heads["+".join(sorted(subset))] = {"model": fit(cols), "feature_cols": cols,
-                                               "temperature": 1.5}
-    bundle = {"model": fit(list(FEATURE_COLS)), "feature_cols": list(FEATURE_COLS),
-              "temperature": 1.5, "heads": heads, "threshold": 0.5,
-              "adaptive": {"temperatures": {}}}
-    version_dir = root / "fusion" / "1.0.0"
-    version_dir.mkdir(parents=True, exist_ok=True)
-    joblib.dump(bundle, version_dir / "fusion.joblib")
-    write_manifest(version_dir, name="fusion-test-lr", branch="fusion", version="1.0.0",
-                   fmt="joblib", artifact="fusion.joblib",
-                   inputs=[{"name": c} for c in FEATURE_COLS], outputs=[{"name": "p_fake"}],
-                   preprocessing={}, training_data="synthetic features: built by the test",
-                   metrics={})
-
-
 def model_repo(tmp: Path) -> Path:
-    """The shipped repository when complete, else one built in `tmp`."""
-    if shipped_repo_complete():
-        return REPO_ROOT / "models"
+    """Shipped models where models/ has them, small real test-built ones elsewhere
+    (tests/fusion_support.build_test_repo, shared with the end-to-end mesh test)."""
+    from tests.fusion_support import build_test_repo
+
     root = tmp / "models"
-    build_branch_models(root)
-    build_fusion_bundle(root)
+    build_test_repo(root, prefer_shipped=True)
     return root
 
 

@@ -87,9 +87,9 @@ def check_result(result: dict) -> None:
     assert result["confidence"] == pytest.approx(expected, abs=0.01)
     assert set(result["branches"]) | set(result["missingBranches"]) >= BRANCHES
     for name, report in result["branches"].items():
-        if name not in result["missingBranches"] and report["status"] == "OK":
-            assert report["model"]["version"], name
-            assert 0.0 <= report["probFake"] <= 1.0
+        if report["status"] in ("OK", "FALLBACK"):
+            assert report["model"] and report["modelVersion"], name
+            assert 0.0 <= report["prob"] <= 1.0
     assert isinstance(result["explanation"], str) and result["explanation"]
     assert result["fusionHead"]
 

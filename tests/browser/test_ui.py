@@ -156,11 +156,11 @@ def test_upload_a_clip_watch_the_pipeline_and_read_the_verdict(driver, ui_url,
         report = result["branches"].get(branch)
         if row.get_attribute("data-usable") == "true":
             shown = row.find_element("css selector", ".chart__value").text
-            assert shown == f"{report['probFake'] * 100:.0f}%", branch
+            assert shown == f"{report['prob'] * 100:.0f}%", branch
     versions = by_testid(driver, "model-versions").text
     for report in result["branches"].values():
-        if report["model"]["name"]:
-            assert report["model"]["name"] in versions
+        if report["model"]:
+            assert report["model"] in versions and f"v{report['modelVersion']}" in versions
     (ARTIFACTS / "ui-timing.json").write_text(json.dumps({
         "clip": clip.name, "seconds_from_upload_to_verdict": round(seconds_to_verdict, 2),
         "ui_elapsed_ms": int(by_testid(driver, "elapsed").get_attribute("data-ms")),

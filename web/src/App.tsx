@@ -31,7 +31,7 @@ function inputNotices(result: AnalysisResult): string[] {
     notes.push(`No face found${visual.detail ? ` (${visual.detail})` : ""}: the face branches used what they could.`);
   }
   const audio = result.branches.audio;
-  if ((audio && audio.status === "NO_INPUT") || result.clip?.hasAudio === false) {
+  if ((audio && audio.status === "NO_INPUT") || (result.clip && !result.clip.hasAudio)) {
     notes.push("No audio track: the audio and lip-sync branches could not score this file.");
   }
   return notes;

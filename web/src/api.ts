@@ -10,11 +10,13 @@ export interface ProgressEvent {
   branch: string; // set when a branch finished
 }
 
+/** One branch in the result (dfmesh.client.result_to_dict). */
 export interface BranchReport {
-  status: string; // OK | NO_INPUT | FALLBACK | BRANCH_STATUS_UNSPECIFIED (missing)
-  probFake: number;
+  status: "OK" | "FALLBACK" | "NO_INPUT" | "MISSING" | "NOT_RUN";
+  prob: number; // the branch's P(fake)
   features: Record<string, number>;
-  model: { name: string; version: string; sha256?: string; provider?: string };
+  model: string;
+  modelVersion: string;
   detail: string;
   latencyMs: number;
 }
@@ -33,7 +35,8 @@ export interface AnalysisResult {
   timingsMs: Record<string, number>;
   fusionHead: string;
   analysisId: string;
-  clip?: { kind: string; hasVideo: boolean; hasAudio: boolean; durationSeconds: number };
+  // ClipInfo as protobuf JSON: false and zero fields are left out.
+  clip?: { kind?: string; hasVideo?: boolean; hasAudio?: boolean; durationSeconds?: number } | null;
   simulated?: boolean;
 }
 

@@ -59,10 +59,9 @@ export function applyResult(state: PipelineState, result: AnalysisResult): Pipel
   const next = { ...state, ingest: "done" as NodeState, fusion: "done" as NodeState };
   for (const b of BRANCHES) {
     const report = result.branches[b];
-    if (result.missingBranches.includes(b)) next[b] = result.earlyExit && b !== "tiny_gate" ? "skipped" : "missing";
-    else if (!report) next[b] = result.earlyExit ? "skipped" : "missing";
+    if (!report || report.status === "MISSING" || result.missingBranches.includes(b)) next[b] = "missing";
+    else if (report.status === "NOT_RUN") next[b] = "skipped";
     else if (report.status === "NO_INPUT") next[b] = "noinput";
-    else if (report.status === "BRANCH_STATUS_UNSPECIFIED") next[b] = result.earlyExit ? "skipped" : "missing";
     else next[b] = "done";
   }
   return next;

@@ -25,7 +25,7 @@ export function simulate(handlers: Handlers): () => void {
       threshold: 0.5,
       features: {},
       branches: Object.fromEntries(
-        BRANCHES.map((b) => [b, { status: "OK", probFake: probs[b], features: {}, model: { name: `${b}-demo`, version: "sim" }, detail: "", latencyMs: 0 }]),
+        BRANCHES.map((b) => [b, { status: "OK" as const, prob: probs[b], features: {}, model: `${b}-demo`, modelVersion: "sim", detail: "", latencyMs: 0 }]),
       ),
       missingBranches: [],
       degraded: false,

@@ -12,8 +12,11 @@ const ROWS: { key: string; label: string }[] = [
 
 function rowStatus(result: AnalysisResult, key: string): { text: string; usable: boolean } {
   const report = result.branches[key];
-  if (result.missingBranches.includes(key) || !report || report.status === "BRANCH_STATUS_UNSPECIFIED") {
-    return { text: result.earlyExit && key !== "tiny_gate" ? "skipped (early exit)" : "missing", usable: false };
+  if (!report || report.status === "MISSING" || result.missingBranches.includes(key)) {
+    return { text: `missing${report?.detail ? `: ${report.detail}` : ""}`, usable: false };
+  }
+  if (report.status === "NOT_RUN") {
+    return { text: result.earlyExit ? "not run: the gate exited early" : `not run${report.detail ? `: ${report.detail}` : ""}`, usable: false };
   }
   if (report.status === "NO_INPUT") return { text: report.detail || "no input", usable: false };
   if (report.status === "FALLBACK") return { text: `fallback: ${report.detail}`, usable: true };
@@ -29,7 +32,7 @@ export function Breakdown({ result }: { result: AnalysisResult }) {
         {ROWS.map(({ key, label }, i) => {
           const report = result.branches[key];
           const { text, usable } = rowStatus(result, key);
-          const p = usable && report ? report.probFake : 0;
+          const p = usable && report ? report.prob : 0;
           return (
             <div className="chart__row" key={key} data-testid={`bar-${key}`} data-usable={usable}>
               <span className="chart__label">{label}</span>
@@ -55,14 +58,14 @@ export function Breakdown({ result }: { result: AnalysisResult }) {
         <summary>Model versions</summary>
         <table data-testid="model-versions">
           <tbody>
-            {ROWS.filter(({ key }) => result.branches[key]?.model?.name).map(({ key, label }) => {
-              const m = result.branches[key].model;
+            {ROWS.filter(({ key }) => result.branches[key]?.model).map(({ key, label }) => {
+              const report = result.branches[key];
               return (
                 <tr key={key}>
                   <td>{label}</td>
-                  <td>{m.name}</td>
-                  <td>v{m.version}</td>
-                  <td className="muted">{result.branches[key].latencyMs ? `${result.branches[key].latencyMs.toFixed(0)} ms` : ""}</td>
+                  <td>{report.model}</td>
+                  <td>v{report.modelVersion}</td>
+                  <td className="muted">{report.latencyMs ? `${report.latencyMs.toFixed(0)} ms` : ""}</td>
                 </tr>
               );
             })}
