@@ -126,7 +126,8 @@ def run(args: argparse.Namespace) -> dict:
             "eval_pairs": {"val": int(len(val.label)), "test": int(len(test.label))},
         },
         metrics=metrics, fp16_weights=False,
-        extra={"model": "SyncNet (video: frames+differences CNN; audio: mel CNN; MLP head)",
+        extra={"model": "SyncNet (per-frame mouth CNN and mel 1-D CNN at 25 Hz, cosine "
+                        "similarity matrix over time, MLP head)",
                "parameters": int(sum(p.numel() for p in model.parameters())),
                "history": result.history})
     example = (torch.from_numpy(test.mouth[:2]), torch.from_numpy(test.audio[:2]))

@@ -1,0 +1,151 @@
+"""What every image-side trainer shares: options, checkpoints, held-out sets, the dev set."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from training.data.faces import FaceSource, default_cache_dir, load_face_sources
+from training.data.pseudo import PseudoFakeSampler, Sample
+from training.fakes.registry import parse_weights
+from training.runtime import MODELS_DIR, RUNS_DIR, seed_everything, shared_data_dir
+
+DEFAULT_MANIPULATIONS = "sbi=3,face_swap=2,gan_upsample=1,double_jpeg=1"
+HELD_OUT_EPOCH = 1_000_000
+"""Epoch number reserved for the fixed validation and test samples (never a training epoch)."""
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--steps-per-epoch", type=int, default=100)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--manipulations", default=DEFAULT_MANIPULATIONS,
+                        help="name=weight,... from training.fakes registries")
+    parser.add_argument("--val-samples", type=int, default=200)
+    parser.add_argument("--test-samples", type=int, default=400)
+    parser.add_argument("--run-name", default=None,
+                        help="runs/<branch>/<run-name> (default: 'default')")
+    parser.add_argument("--runs-dir", type=Path, default=RUNS_DIR)
+    parser.add_argument("--cache-dir", type=Path, default=None,
+                        help="face cache (default runs/cache/faces)")
+    parser.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint")
+    parser.add_argument("--export", action="store_true", help="export to the model repository")
+    parser.add_argument("--models-dir", type=Path, default=MODELS_DIR)
+    parser.add_argument("--version", default="1.0.0")
+    parser.add_argument("--no-dev", action="store_true", help="skip the ../shared/data/dev check")
+
+
+@dataclass
+class RunContext:
+    """A training run's folder, seed and data."""
+
+    branch: str
+    args: argparse.Namespace
+    run_dir: Path
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.run_dir / "last.pt"
+
+    def sources(self, split: str, category: str | None = None) -> list[FaceSource]:
+        return load_face_sources(self.args.cache_dir or default_cache_dir(), split, category)
+
+    def sampler(self, split: str, fake_fraction: float = 0.5) -> PseudoFakeSampler:
+        # val and test draw on their own seeds so they never repeat training samples
+        offset = {"train": 0, "val": 1, "test": 2}[split]
+        return PseudoFakeSampler(self.sources(split), parse_weights(self.args.manipulations),
+                                 fake_fraction=fake_fraction, seed=self.args.seed * 10 + offset)
+
+    def training_data_summary(self, samples_seen: int | None = None) -> dict[str, Any]:
+        """What the model saw, in words and counts, for the manifest and the model card."""
+        args = self.args
+        splits = {}
+        for split in ("train", "val", "test"):
+            sources = self.sources(split)
+            splits[split] = {"sources": len(sources),
+                             "face_crops": int(sum(len(s.crops) for s in sources)),
+                             "identity_groups": len({s.group for s in sources})}
+        return {
+            "real": "faces/ photos and talking/ clip frames of ../shared/data (MTCNN face "
+                    "crops), split by identity group into train/val/test",
+            "fakes": f"pseudo-fakes made on the fly from real train faces: {args.manipulations}",
+            "splits": splits,
+            "samples_seen": samples_seen or args.epochs * args.steps_per_epoch * args.batch_size,
+            "seed": args.seed,
+        }
+
+    def write_json(self, name: str, data: Any) -> Path:
+        path = self.run_dir / name
+        path.write_text(json.dumps(data, indent=2, default=float) + "\n")
+        return path
+
+
+def start_run(branch: str, args: argparse.Namespace) -> RunContext:
+    seed_everything(args.seed, args.threads)
+    run_dir = args.runs_dir / branch / (args.run_name or "default")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ctx = RunContext(branch, args, run_dir)
+    ctx.write_json("args.json", {k: str(v) for k, v in vars(args).items()})
+    return ctx
+
+
+def held_out_samples(sampler: PseudoFakeSampler, n: int) -> list[Sample]:
+    """n fixed samples, alternating real and fake (balanced), identical on every call."""
+    return [sampler.sample(HELD_OUT_EPOCH, i, label=i % 2) for i in range(n)]
+
+
+def cosine_lr(step: int, total: int, warmup: int = 20) -> float:
+    """Multiplier for the learning rate: linear warm-up, then cosine to 2% of the peak."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def save_checkpoint(path: Path, **state: Any) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def load_checkpoint(ctx: RunContext) -> dict[str, Any] | None:
+    """The run's last checkpoint, unless --no-resume or there is none."""
+    if ctx.args.no_resume or not ctx.checkpoint_path.is_file():
+        return None
+    return torch.load(ctx.checkpoint_path, map_location="cpu", weights_only=False)
+
+
+def load_dev_set(data_dir: Path | None = None) -> tuple[list[np.ndarray], np.ndarray]:
+    """The 67 labelled crops of ../shared/data/dev (label from the file name: __fake__/__real__).
+
+    For a small sanity check only: never trained or tuned on.
+    """
+    dev = (data_dir or shared_data_dir()) / "dev"
+    crops, labels = [], []
+    for path in sorted(dev.glob("*")):
+        if "__fake__" not in path.name and "__real__" not in path.name:
+            continue
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            continue
+        crops.append(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+        labels.append(int("__fake__" in path.name))
+    return crops, np.asarray(labels, dtype=int)
+
+
+def predict_in_batches(fn: Callable[[Sequence[Any]], np.ndarray], items: Sequence[Any],
+                       batch_size: int) -> np.ndarray:
+    out = [fn(items[i : i + batch_size]) for i in range(0, len(items), batch_size)]
+    return np.concatenate(out) if out else np.zeros(0)
