@@ -102,8 +102,8 @@ def test_sync_smoke_train_and_export(shared_data, tmp_path) -> None:
     fit_binary(model, lambda epoch: [(inputs, torch.from_numpy(pairs.label))],
                (pairs.mouth, pairs.audio), pairs.label, epochs=1)
     spec = ExportSpec(name="sync-smoke", branch="sync", version="0.0.1",
-                      inputs=[TensorSpec("mouth", ["N", 5, 48, 48]),
-                              TensorSpec("audio", ["N", 40, 20])],
+                      inputs=[TensorSpec("mouth", ["N", mouth_pre.WINDOW_FRAMES, 48, 48]),
+                              TensorSpec("audio", ["N", 40, mouth_pre.MEL_FRAMES])],
                       outputs=[TensorSpec("logit", ["N", 1])], preprocessing={},
                       training_data="smoke", metrics={}, fp16_weights=False)
     logits = export_and_compare(model, tuple(t[:3] for t in inputs), spec, tmp_path)

@@ -26,9 +26,11 @@ from dfmesh.preprocess.audio import check_pcm
 from dfmesh.runtime.errors import InvalidInput
 
 VIDEO_FPS = 25.0
-WINDOW_FRAMES = 5
+WINDOW_FRAMES = 15
 WINDOW_SECONDS = WINDOW_FRAMES / VIDEO_FPS
-"""0.2 s: five frames at 25 fps, and the audio that goes with them."""
+"""0.6 s: fifteen frames at 25 fps, and the audio that goes with them. Long enough that the
+lip-motion and speech-energy time courses can be compared (a 0.3 s shift is half a window),
+short enough for several windows per 2.5 s dense window."""
 MOUTH_SIZE = 48
 SAMPLE_RATE = 16_000
 N_MELS = 40
@@ -38,7 +40,7 @@ WIN_LENGTH = 400
 MEL_HOP = 160
 """10 ms hop: 100 mel frames per second."""
 MEL_FRAMES = int(round(WINDOW_SECONDS * SAMPLE_RATE / MEL_HOP))
-"""20 mel frames per window."""
+"""60 mel frames per window (4 per video frame)."""
 WINDOW_STRIDE_FRAMES = 2
 """Nominal frames between the starts of consecutive windows."""
 MAX_WINDOWS = 48
