@@ -43,17 +43,18 @@ class FaceCrops:
 class FaceDetector:
     """MTCNN (keep_all, CPU, weights shipped inside facenet-pytorch) behind a small API."""
 
-    def __init__(self, max_side: int = 640, min_face_size: int = 20,
-                 min_score: float = 0.9) -> None:
+    def __init__(self, max_side: int = 640, min_face_size: int = 40,
+                 min_score: float = 0.9, max_faces: int = 5) -> None:
         from facenet_pytorch import MTCNN
 
         self.max_side = max_side
         self.min_score = min_score
+        self.max_faces = max_faces
         self._mtcnn = MTCNN(keep_all=True, min_face_size=min_face_size, device="cpu")
         self._mtcnn.eval()
 
     def detect(self, rgb: np.ndarray) -> list[Detection]:
-        """Faces in an RGB frame, largest first."""
+        """Faces in an RGB frame, largest first, at most `max_faces`."""
         small, scale = downscale_to(rgb, self.max_side)
         boxes, probs, points = self._mtcnn.detect(np.ascontiguousarray(small), landmarks=True)
         if boxes is None:
@@ -67,7 +68,7 @@ class FaceDetector:
             x1, y1, x2, y2 = (box / scale).tolist()
             found.append(Detection(Box(x1, y1, x2, y2), float(prob),
                                    (pts / scale).astype(np.float32)))
-        return sorted(found, key=lambda d: d.area, reverse=True)
+        return sorted(found, key=lambda d: d.area, reverse=True)[: self.max_faces]
 
     def warm_up(self) -> None:
         """One detection on a blank frame so the first request does not pay for set-up."""

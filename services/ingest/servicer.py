@@ -199,6 +199,7 @@ class IngestService(BaseService):
         torch.set_num_threads(self.settings.torch_threads)
         s = self.settings
         detector = self._preloaded or await asyncio.to_thread(
-            FaceDetector, s.detect_max_side, s.min_face_size, s.min_face_score)
+            FaceDetector, s.detect_max_side, s.min_face_size, s.min_face_score,
+            s.max_faces_per_frame)
         await asyncio.to_thread(detector.warm_up)
         self.detector = detector

@@ -32,7 +32,10 @@ class IngestSettings(ServiceSettings):
     temp_dir: Path | None = Field(None, description="where uploads are spooled; None = system")
     detect_max_side: int = Field(640, ge=64, description="frames are downscaled to this "
                                                          "longest side for MTCNN")
-    min_face_size: int = Field(20, ge=8, description="MTCNN minimum face size (detector pixels)")
+    min_face_size: int = Field(40, ge=8, description="MTCNN minimum face size in detector "
+                               "pixels; 40 at 640 halves MTCNN's time against 20 and keeps "
+                               "every face big enough to judge")
+    max_faces_per_frame: int = Field(5, ge=1, description="largest faces kept per frame")
     min_face_score: float = Field(0.9, ge=0, le=1)
     torch_threads: int = Field(1, ge=1, le=64)
     max_concurrent_ingests: int = Field(2, ge=1, description="more at once are refused")
