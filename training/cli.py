@@ -4,6 +4,7 @@
     train --branch B [options]   train branch B (module training.train_<B>), optionally
                                  --export it to models/<B>/<version>/
     branches                     list the branches that have a trainer
+    evaluate                     write docs/EVALUATION.md (training.evaluation.report)
 
 Each trainer module defines `add_arguments(parser)` and `run(args) -> metrics`; adding a
 branch is adding `training/train_<branch>.py`.
@@ -46,6 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     train = sub.add_parser("train", help="train one branch")
     train.add_argument("--branch", required=True)
     sub.add_parser("branches", help="list branches with a trainer")
+    from training.evaluation import report
+
+    report.add_arguments(sub.add_parser(
+        "evaluate", help="write docs/EVALUATION.md from the fusion test split and dev/"))
 
     if argv[:1] == ["train"]:
         # the branch's own options are only known once the branch is
@@ -55,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "branches":
         print("\n".join(available_branches()))
+    elif args.command == "evaluate":
+        report.run(args)
     elif args.command == "prepare":
         from training.data.faces import build_face_cache
 
