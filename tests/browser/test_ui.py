@@ -178,6 +178,23 @@ def test_upload_a_clip_watch_the_pipeline_and_read_the_verdict(driver, ui_url,
     assert overflow <= 1, f"page is {overflow}px wider than a phone screen"
 
 
+def test_a_clip_without_audio_says_so(driver, ui_url, shared_data) -> None:
+    clip = shared_data / "talking" / "liveportrait__driving_d0.mp4"  # silent, 3 s
+    upload(driver, ui_url, clip)
+    wait_for(driver, lambda d: by_testid(d, "verdict-label"), 120, "the verdict")
+    analysis_id = by_testid(driver, "app").get_attribute("data-analysis-id")
+    result = httpx.get(f"{ui_url}/v1/analyses/{analysis_id}", timeout=10).json()["result"]
+    assert result["branches"]["audio"]["status"] in ("NO_INPUT", "NOT_RUN")
+    notices = [n.text for n in driver.find_elements("css selector", "[data-testid=input-notice]")]
+    assert any("No audio track" in n for n in notices), notices
+    audio_row = by_testid(driver, "bar-audio")
+    assert audio_row.get_attribute("data-usable") == "false"
+    assert audio_row.find_element("css selector", ".chart__note").text
+    assert by_testid(driver, "node-audio").get_attribute("data-state") in ("noinput", "skipped")
+    full_page_screenshot(driver, "ui-no-audio.png", 1280)
+    driver.set_window_size(1280, 1100)
+
+
 def test_an_unusable_file_shows_its_error(driver, ui_url, tmp_path) -> None:
     not_media = tmp_path / "holiday.mp4"
     not_media.write_text("this is a text file with a video's name\n" * 50)

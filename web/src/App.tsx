@@ -107,7 +107,7 @@ export default function App() {
         Simulate mode (a made-up demo run; no file is sent and no model runs)
       </label>
 
-      {phase !== "idle" && (
+      {phase !== "idle" && !(phase === "error" && !analysisId) && (
         <>
           <div className="file muted" data-testid="file-name">{fileName}</div>
           <Pipeline nodes={nodes} percent={percent} stageName={stageName} message={phase === "running" ? progress?.message ?? "" : ""} />
