@@ -278,16 +278,29 @@ def test_network_policies_let_only_the_orchestrator_reach_branches_and_ingest(re
 
 # ---------------------------------------------------------------- metrics, dashboard, images
 
-def declared_series() -> set[str]:
-    """Series names dfmesh/runtime/metrics.py exports (histograms as _bucket/_sum/_count)."""
-    source = (REPO_ROOT / "dfmesh" / "runtime" / "metrics.py").read_text()
-    names = set()
-    for kind, name in re.findall(r'(Counter|Gauge|Histogram|Summary)\(\s*"([a-z0-9_]+)"', source):
-        if kind in ("Histogram", "Summary"):
-            names |= {f"{name}_bucket", f"{name}_sum", f"{name}_count"}
+def declared_metrics() -> dict[str, set[str]]:
+    """Series dfmesh/runtime/metrics.py exports -> their label names (histograms as
+    _bucket/_sum/_count, with `le` on buckets)."""
+    tree = ast.parse((REPO_ROOT / "dfmesh" / "runtime" / "metrics.py").read_text())
+    series: dict[str, set[str]] = {}
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                and node.func.id in ("Counter", "Gauge", "Histogram", "Summary")):
+            continue
+        name = node.args[0].value
+        labels_node = node.args[2] if len(node.args) > 2 else next(
+            (k.value for k in node.keywords if k.arg == "labelnames"), None)
+        labels = {e.value for e in labels_node.elts} if labels_node is not None else set()
+        if node.func.id in ("Histogram", "Summary"):
+            series |= {f"{name}_bucket": labels | {"le"}, f"{name}_sum": labels,
+                       f"{name}_count": labels}
         else:
-            names.add(name)
-    return names
+            series[name] = labels
+    return series
+
+
+def declared_series() -> set[str]:
+    return set(declared_metrics())
 
 
 def series_in(expr: str) -> set[str]:
@@ -318,9 +331,16 @@ def test_dashboard_queries_only_declared_series(render):
     declared = declared_series()
     exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
     assert exprs
+    labels = declared_metrics()
     for expr in exprs:
-        assert series_in(expr) <= declared, f"undeclared series: {series_in(expr) - declared}"
-        assert series_in(expr) or expr.startswith("kube_horizontalpodautoscaler_"), expr
+        used = series_in(expr)
+        assert used <= declared, f"undeclared series: {used - declared}"
+        assert used or expr.startswith("kube_horizontalpodautoscaler_"), expr
+        # Prometheus adds namespace and pod; everything else grouped by must be exported
+        known = set().union(*(labels[s] for s in used)) | {"namespace", "pod"} if used else None
+        for group in re.findall(r"by \(([^)]*)\)", expr):
+            for label in (g.strip() for g in group.split(",")):
+                assert known is None or label in known, f"{expr}: no label {label!r}"
 
 
 def test_servicemonitor_scrapes_named_ports_that_exist(render):
