@@ -90,6 +90,14 @@ async def run_analysis(fusion: FusionClient, store: AnalysisStore, *, analysis_i
         await store.publish(analysis_id, {"type": "error", "data": exc.to_dict()},
                             error_snapshot(analysis_id, exc, last))
         raise
+    except asyncio.CancelledError:
+        # The client went away (/analyze) or the gateway is stopping: say so to followers.
+        exc = ApiError(499, "cancelled", "the analysis was cancelled before it finished")
+        with contextlib.suppress(Exception):
+            await asyncio.shield(store.publish(
+                analysis_id, {"type": "error", "data": exc.to_dict()},
+                error_snapshot(analysis_id, exc, last)))
+        raise
     except Exception:
         log.exception("analysis failed unexpectedly")
         exc = ApiError(500, "internal", "the analysis failed; the gateway log has details")

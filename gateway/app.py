@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dfmesh.runtime import metrics
@@ -75,11 +76,28 @@ class HttpMetricsMiddleware:
                 time.perf_counter() - start)
 
 
+def error_response(error: ApiError) -> JSONResponse:
+    body: dict[str, Any] = {"status": "error", "code": error.code, "error": error.message,
+                            "percent": 0, "stageName": "Queued", "result": None}
+    return JSONResponse(body, status_code=error.status, headers=error.headers())
+
+
 async def api_error_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
-    body: dict[str, Any] = {"status": "error", "code": exc.code, "error": exc.message,
-                            "percent": 0, "stageName": "Queued", "result": None}
-    return JSONResponse(body, status_code=exc.status, headers=exc.headers())
+    return error_response(exc)
+
+
+async def redis_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("analysis state store unavailable: %s", exc)
+    return error_response(ApiError(503, "store_unavailable",
+                                   "the analysis state store (Redis) is unavailable; "
+                                   "try again shortly", retry_after=5))
+
+
+async def unexpected_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    log.error("unhandled error on %s", request.url.path, exc_info=exc)
+    return error_response(ApiError(500, "internal",
+                                   "internal error; the gateway log has the details"))
 
 
 def create_app(settings: GatewaySettings) -> FastAPI:
@@ -117,6 +135,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     )
     app.add_middleware(HttpMetricsMiddleware)
     app.add_exception_handler(ApiError, api_error_handler)
+    app.add_exception_handler(RedisError, redis_error_handler)
+    app.add_exception_handler(Exception, unexpected_error_handler)
     app.include_router(router)
 
     index = settings.web_dist / "index.html"

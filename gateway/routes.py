@@ -164,16 +164,19 @@ async def start_analysis(request: Request) -> JSONResponse:
     settings, fusion, store, admission = _state(request)
     check_declared_length(request, settings.max_upload_bytes)
     admission.acquire()
+    spool: Path | None = None
     try:
         upload = MultipartFileStream(request, "file", max_bytes=settings.max_upload_bytes,
                                      chunk_bytes=settings.upload_chunk_bytes)
         filename, content_type = await upload.open()
         spool = await _spool_upload(upload, settings.spool_dir)
+        analysis_id = new_analysis_id()
+        await store.create(analysis_id, running_snapshot(analysis_id))
     except BaseException:
         admission.release()
+        if spool is not None:
+            spool.unlink(missing_ok=True)
         raise
-    analysis_id = new_analysis_id()
-    await store.create(analysis_id, running_snapshot(analysis_id))
     task = asyncio.create_task(run_spooled(
         fusion, store, admission, analysis_id=analysis_id, spool=spool, filename=filename,
         content_type=upload.media_type or content_type, size=upload.size,

@@ -22,7 +22,7 @@ RESULT_TTL_SECONDS = 30
 
 
 @pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[subprocess.Popen]:
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.skip("redis-server not installed (Debian package redis-server)")
@@ -43,11 +43,18 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 if time.monotonic() > deadline or proc.poll() is not None:
                     raise RuntimeError("redis-server did not start") from None
                 time.sleep(0.1)
-        yield url
+        proc.url = url  # type: ignore[attr-defined]
+        yield proc
     finally:
         client.close()
-        proc.terminate()
-        proc.wait(timeout=10)
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def redis_url(redis_server: subprocess.Popen) -> str:
+    return redis_server.url  # type: ignore[attr-defined]
 
 
 @pytest.fixture(scope="module")
@@ -103,3 +110,19 @@ def test_synchronous_analysis_on_one_replica_is_visible_on_the_other(replicas, c
         final, _ = poll_until_finished(client, f"{url_a}/v1/analyses/{analysis_id}")
         assert final["result"]["verdict"] == reply.json()["result"]["verdict"]
         assert client.get(url_a + "/readyz").json()["store"] == "ok"
+
+
+def test_redis_down_is_503_with_a_clear_message(replicas, redis_server, clip) -> None:
+    """Runs last: it stops the redis-server."""
+    url_a, _ = replicas
+    redis_server.terminate()
+    redis_server.wait(timeout=10)
+    with httpx.Client(timeout=30.0) as client:
+        ready = client.get(url_a + "/readyz")
+        assert ready.status_code == 503 and ready.json()["store"] == "unreachable"
+        reply = client.get(url_a + "/v1/analyses/0123")
+        assert reply.status_code == 503, reply.text
+        assert reply.json()["code"] == "store_unavailable" and "Redis" in reply.json()["error"]
+        assert "Traceback" not in reply.text
+        reply = upload(client, url_a + "/v1/analyses", clip)
+        assert reply.status_code == 503 and reply.json()["code"] == "store_unavailable"
