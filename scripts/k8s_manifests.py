@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -84,13 +85,13 @@ def render(combo: Combination) -> list[Manifest]:
     if not combo.components:
         return render_dir(combo.overlay)
     overlay = yaml.safe_load((combo.overlay / "kustomization.yaml").read_text())
-    with tempfile.TemporaryDirectory(prefix="dfmesh-k8s-", dir=K8S) as tmp:
+    with tempfile.TemporaryDirectory(prefix="dfmesh-k8s-") as tmp:
         kustomization = {
             "apiVersion": "kustomize.config.k8s.io/v1beta1",
             "kind": "Kustomization",
             "namespace": overlay["namespace"],
-            "resources": [str(Path("..") / combo.overlay.relative_to(K8S))],
-            "components": [str(Path("..") / c.relative_to(K8S)) for c in combo.components],
+            "resources": [os.path.relpath(combo.overlay, tmp)],
+            "components": [os.path.relpath(c, tmp) for c in combo.components],
         }
         (Path(tmp) / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
         return render_dir(Path(tmp))
