@@ -101,8 +101,9 @@ def test_sync_smoke_train_and_export(shared_data, tmp_path) -> None:
     model = SyncNet()
     fit_binary(model, lambda epoch: [(inputs, torch.from_numpy(pairs.label))],
                (pairs.mouth, pairs.audio), pairs.label, epochs=1)
+    size = mouth_pre.MOUTH_SIZE
     spec = ExportSpec(name="sync-smoke", branch="sync", version="0.0.1",
-                      inputs=[TensorSpec("mouth", ["N", mouth_pre.WINDOW_FRAMES, 48, 48]),
+                      inputs=[TensorSpec("mouth", ["N", mouth_pre.WINDOW_FRAMES, size, size]),
                               TensorSpec("audio", ["N", 40, mouth_pre.MEL_FRAMES])],
                       outputs=[TensorSpec("logit", ["N", 1])], preprocessing={},
                       training_data="smoke", metrics={}, fp16_weights=False)

@@ -31,7 +31,7 @@ WINDOW_SECONDS = WINDOW_FRAMES / VIDEO_FPS
 """0.6 s: fifteen frames at 25 fps, and the audio that goes with them. Long enough that the
 lip-motion and speech-energy time courses can be compared (a 0.3 s shift is half a window),
 short enough for several windows per 2.5 s dense window."""
-MOUTH_SIZE = 48
+MOUTH_SIZE = 32
 SAMPLE_RATE = 16_000
 N_MELS = 40
 N_FFT = 512
@@ -125,7 +125,8 @@ def sync_inputs(mouth_frames: Sequence[np.ndarray] | np.ndarray, timestamps: Seq
     clock as the PCM, which starts at 0); valid: per-frame face_found (windows touching a frame
     without a face are dropped). audio_offset_seconds shifts the audio against the video
     (training uses it to make out-of-sync negatives; serving leaves it at 0).
-    Returns mouth [N, 5, 48, 48] and audio [N, 40, 20] float32; N may be 0.
+    Returns mouth [N, WINDOW_FRAMES, MOUTH_SIZE, MOUTH_SIZE] and audio [N, N_MELS, MEL_FRAMES]
+    float32; N may be 0.
     """
     ts = np.asarray(timestamps, dtype=np.float64)
     if len(mouth_frames) != len(ts):

@@ -12,12 +12,12 @@ def conv_block(c_in: int, c_out: int) -> nn.Sequential:
 
 
 class CQCCNet(nn.Module):
-    """[N, 1, C, T] CQCC -> [N, 1] logit. Four conv blocks (16-32-48-64 channels), global
-    average and max pooling over coefficient x time, dropout, linear. About 50K parameters."""
+    """[N, 1, C, T] CQCC -> [N, 1] logit. Four conv blocks (12-24-32-48 channels), global
+    average and max pooling over coefficient x time, dropout, linear. About 30K parameters."""
 
-    def __init__(self, width: int = 16, dropout: float = 0.3) -> None:
+    def __init__(self, channels: tuple[int, ...] = (12, 24, 32, 48), dropout: float = 0.3) -> None:
         super().__init__()
-        chans = [1, width, 2 * width, 3 * width, 4 * width]
+        chans = [1, *channels]
         blocks = (conv_block(a, b) for a, b in zip(chans, chans[1:], strict=False))
         self.features = nn.Sequential(*blocks)
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * chans[-1], 1))

@@ -28,7 +28,7 @@ VERSION = "1.0.0"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--epochs", type=int, default=25)
+    parser.add_argument("--epochs", type=int, default=18)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--seed", type=int, default=0)
@@ -127,7 +127,7 @@ def run(args: argparse.Namespace) -> dict:
             "counts": counts,
         },
         metrics=metrics, fp16_weights=False,
-        extra={"model": "CQCCNet (4 conv blocks 16-32-48-64, avg+max pool, linear)",
+        extra={"model": "CQCCNet (4 conv blocks 12-24-32-48, avg+max pool, linear)",
                "parameters": int(sum(p.numel() for p in model.parameters())),
                "history": result.history})
     example = (torch.from_numpy(test["x"][:2]),)

@@ -33,7 +33,7 @@ CLIP_SHIFT_SECONDS = 0.6
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=16)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--seed", type=int, default=0)
@@ -41,6 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--version", default=VERSION)
     parser.add_argument("--models-dir", type=Path, default=MODELS_DIR)
     parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--pair-pools", type=int, default=4,
+                        help="distinct random draws of training pairs, cycled over epochs")
     parser.add_argument("--cached-only", action="store_true",
                         help="use the clips already tracked; track nothing (quick runs)")
 
@@ -77,8 +79,14 @@ def run(args: argparse.Namespace) -> dict:
     val = make_pairs(by_split["val"], fixed, fixed_shifts=EVAL_SHIFTS)
     test = make_pairs(by_split["test"], fixed, fixed_shifts=EVAL_SHIFTS)
 
+    pools: list = []
+
     def make_epoch(epoch: int):
-        pairs = make_pairs(by_split["train"], rng)
+        # Fresh random shifts and window grids for the first few epochs, then reuse them:
+        # making pairs costs as much as a training pass on this shared CPU.
+        if len(pools) < args.pair_pools:
+            pools.append(make_pairs(by_split["train"], rng))
+        pairs = pools[epoch % len(pools)]
         order = rng.permutation(len(pairs.label))
         batches = []
         for i in range(0, len(order), args.batch_size):
