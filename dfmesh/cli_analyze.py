@@ -117,8 +117,10 @@ def format_report(report: dict[str, Any]) -> str:
     lines = [head]
     for row in rows:
         cells = [c.ljust(w) for c, w in zip(row[:5], widths, strict=True)]
-        lines.append("  " + "  ".join(cells) + ("  " + row[5] if row[5] else ""))
+        lines.append(("  " + "  ".join(cells) + "  " + row[5]).rstrip())
     lines.append(f"  explanation: {report['explanation']}")
-    stages = ", ".join(f"{k} {v:.0f} ms" for k, v in timings.items() if k not in report["branches"])
+    order = sorted((k for k in timings if k not in report["branches"]),
+                   key=lambda k: (k == "total", k == "fusion", k))
+    stages = ", ".join(f"{k} {timings[k]:.0f} ms" for k in order)
     lines.append(f"  timings: {stages}")
     return "\n".join(lines)

@@ -39,6 +39,8 @@ def explain(*, deepfake: bool, probs: Mapping[str, float], used: list[str],
     pool = agreeing or [b for b in used if b in probs]
     pool.sort(key=lambda b: -abs(probs[b] - 0.5))
     parts = [_phrase(b, probs[b], sync_prob) for b in pool[:MAX_DRIVERS]]
+    if pool and not agreeing:
+        parts.insert(0, "the fused score outweighs every single branch")
     if note:
         parts.insert(0, note)
     if no_input:

@@ -42,6 +42,9 @@ class FusionSettings(ServiceSettings):
     decision_threshold: float | None = Field(None, gt=0, lt=1,
                                              description="Deepfake where p >= this; "
                                                          "unset = the bundle's, else 0.5")
+    full_frames: bool = Field(True, description="ask ingest for full frames, so the frame "
+                                                "branches can fall back to centre crops where "
+                                                "no face is found")
     fusion_version: str = Field("latest", description="model repository version of the bundle")
 
     max_concurrent_analyses: int = Field(4, ge=1, description="more at once are refused")
