@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -93,13 +94,23 @@ async def through_grpc(clip: Path, port: int, settings: IngestSettings) -> None:
     assert packets[-1].WhichOneof("payload") == "summary"
 
 
-async def median_seconds(run: Callable[[], Awaitable[None]], repeats: int) -> float:
-    times = []
+def cpu_seconds() -> float:
+    """CPU time of this process and its finished children (ffmpeg, ffprobe)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+async def median_seconds(run: Callable[[], Awaitable[None]], repeats: int) -> tuple[float, float]:
+    """Median wall-clock and median CPU seconds of `repeats` runs. On a shared machine the
+    CPU figure is the steadier one."""
+    walls, cpus = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), cpu_seconds()
         await run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        walls.append(time.perf_counter() - start)
+        cpus.append(cpu_seconds() - start_cpu)
+    return statistics.median(walls), statistics.median(cpus)
 
 
 def sampling_strategies(clip: Path, count: int = 16) -> dict[str, float]:
@@ -160,9 +171,8 @@ async def main() -> None:
 
     print(f"repeats={args.repeats}, torch threads={settings.torch_threads}, "
           f"cores={os.cpu_count()}, load average={os.getloadavg()[0]:.2f}")
-    header = f"{'clip':6} {'ffmpeg -f null':>15} {'in-process':>11} {'gRPC':>8} " \
-             f"{'in-proc/ffmpeg':>15} {'gRPC/ffmpeg':>12}"
-    print(header)
+    print(f"{'clip':6} {'measure':5} {'ffmpeg -f null':>15} {'in-process':>11} {'gRPC':>8} "
+          f"{'in-proc/ffmpeg':>15} {'gRPC/ffmpeg':>12}")
     rows = []
     async with running(IngestService(settings, detector), settings) as server:
         for name, clip in clips.items():
@@ -173,8 +183,10 @@ async def main() -> None:
                 lambda c=clip, s=summaries: in_process(c, settings, detector, s), args.repeats)
             t_grpc = await median_seconds(lambda c=clip: through_grpc(c, server.port, settings),
                                           args.repeats)
-            print(f"{name:6} {t_ffmpeg:14.2f}s {t_local:10.2f}s {t_grpc:7.2f}s "
-                  f"{t_local / t_ffmpeg:14.2f}x {t_grpc / t_ffmpeg:11.2f}x")
+            for i, measure in enumerate(("wall", "cpu")):
+                f, local, grpc_ = t_ffmpeg[i], t_local[i], t_grpc[i]
+                print(f"{name:6} {measure:5} {f:14.2f}s {local:10.2f}s {grpc_:7.2f}s "
+                      f"{local / f:14.2f}x {grpc_ / f:11.2f}x")
             rows.append((name, summaries[-1]))
     for name, summary in rows:
         stages = ", ".join(f"{k} {v / 1000:.2f}s" for k, v in summary.timings_ms.items())

@@ -77,6 +77,16 @@ def make_vertical(out: Path, *, source: Path | None = None, seconds: float = 2.0
                      video_filter="pad=240:426:0:117")
 
 
+def make_rotated(out: Path, *, source: Path | None = None, seconds: float = 2.0) -> Path:
+    """A landscape-coded mp4 with rotation metadata (as phones write): displayed as an
+    upright 240x320 portrait, coded as 320x240 turned a quarter clockwise."""
+    coded = make_clip(out.with_name(out.stem + ".coded.mp4"), source=source, seconds=seconds,
+                      size=(240, 192), video_filter="pad=240:320:0:64,transpose=1")
+    ffmpeg("-i", coded, "-c", "copy", "-metadata:s:v", "rotate=90", out)
+    coded.unlink()
+    return out
+
+
 def make_vfr(out: Path, *, source: Path | None = None, seconds: float = 3.0) -> Path:
     """A variable-frame-rate mp4: runs of frames at 25 fps broken by dropped frames."""
     return make_clip(out, source=source, seconds=seconds,

@@ -206,6 +206,15 @@ async def test_vertical_clip_keeps_its_orientation(server, clips: Path,
         assert face.box.y1 >= 100 and face.box.y2 <= 330, "face sits in the letterboxed band"
 
 
+async def test_rotation_metadata_is_applied(server, clips: Path, talking: Path | None) -> None:
+    result = await ingest(server.port, media.make_rotated(clips / "rot.mp4", source=talking),
+                          num_frames=2, include_full_frames=True)
+    assert (result.clip.width, result.clip.height) == (240, 320)
+    assert (result.frames[0].frame.width, result.frames[0].frame.height) == (240, 320)
+    if talking is not None:
+        assert all(f.faces for f in result.frames), "the face is upright after rotation"
+
+
 async def test_variable_frame_rate_uses_true_timestamps(server, clips: Path,
                                                         talking: Path | None) -> None:
     result = await ingest(server.port, media.make_vfr(clips / "vfr.mp4", source=talking),

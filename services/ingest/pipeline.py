@@ -18,7 +18,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -206,10 +206,8 @@ def _video_pass(path: Path, probe: MediaProbe, plan: Plan, request: UploadReques
         cap.release()
 
 
-def _image_pass(path: Path, request: UploadRequest, settings: IngestSettings,
+def _image_pass(rgb: np.ndarray, request: UploadRequest, settings: IngestSettings,
                 detector: FaceDetector, clock: Stopwatch) -> SampledResult:
-    with clock.time("decode"):
-        rgb = read_image(path)
     with clock.time("faces"):
         faces = [crop_face(rgb, d) for d in detector.detect(rgb)]
     full = None
@@ -259,6 +257,12 @@ async def _ingest(request: UploadRequest, chunks: AsyncIterator[bytes],
                 audio_task = asyncio.create_task(_timed_audio(path, settings, clock))
 
             video_path, transcoded = path, False
+            still: np.ndarray | None = None
+            if probe.kind is MediaKind.IMAGE:
+                with clock.time("decode"):
+                    still = await asyncio.to_thread(read_image, path)
+                # EXIF orientation is applied on decode: report the size as delivered.
+                probe = replace(probe, width=still.shape[1], height=still.shape[0])
             if probe.kind is MediaKind.VIDEO:
                 with clock.time("decode"):
                     video_path, transcoded = await asyncio.to_thread(
@@ -290,8 +294,8 @@ async def _ingest(request: UploadRequest, chunks: AsyncIterator[bytes],
                 if transcoded:
                     summary.notes.append("OpenCV could not decode the video; it was transcoded "
                                          "to H.264 first")
-            elif probe.kind is MediaKind.IMAGE:
-                frame = await asyncio.to_thread(_image_pass, path, request, settings, detector,
+            elif still is not None:
+                frame = await asyncio.to_thread(_image_pass, still, request, settings, detector,
                                                 clock)
                 sampled.append(frame)
                 yield frame

@@ -96,6 +96,14 @@ def _float(value: Any) -> float:
         return 0.0
 
 
+def display_rotation(stream: dict[str, Any]) -> int:
+    """The stream's display rotation in degrees (0, 90, 180, 270) from side data or tags."""
+    for side in stream.get("side_data_list", []):
+        if "rotation" in side:
+            return int(_float(side["rotation"])) % 360
+    return int(_float(stream.get("tags", {}).get("rotate"))) % 360
+
+
 def parse_probe(report: dict[str, Any]) -> MediaProbe:
     """Classify ffprobe's report as VIDEO, IMAGE or AUDIO; InvalidInput if it is none."""
     fmt = report.get("format", {})
@@ -125,6 +133,9 @@ def parse_probe(report: dict[str, Any]) -> MediaProbe:
     if is_image:
         return MediaProbe(MediaKind.IMAGE, video_codec=codec, width=width, height=height,
                           frame_count=1, container=container)
+    if display_rotation(video) % 180 == 90:
+        # OpenCV applies the rotation, so frames (and boxes) come in display orientation.
+        width, height = height, width
     fps = _ratio(video.get("avg_frame_rate")) or _ratio(video.get("r_frame_rate"))
     duration = duration or _float(video.get("duration"))
     frames = int(_float(video.get("nb_frames"))) or int(round(duration * fps))
