@@ -123,11 +123,14 @@ def make_audio_only(out: Path, *, source: Path | None = None, seconds: float = 2
     return out
 
 
-def make_truncated(out: Path, *, keep_fraction: float = 0.5) -> Path:
-    """An mp4 cut short. ffmpeg writes the index (moov) at the end, so the cut file has
-    frames but no index: truncated beyond repair."""
+def make_truncated(out: Path, *, keep_fraction: float = 0.5, faststart: bool = False,
+                   source: Path | None = None) -> Path:
+    """An mp4 cut short. By default ffmpeg writes the index (moov) at the end, so the cut
+    file has frames but no index: truncated beyond repair. With `faststart` the index comes
+    first and the frames before the cut still decode."""
     full = out.with_name(out.stem + ".full.mp4")
-    make_clip(full, seconds=2.0)
+    make_clip(full, seconds=2.0, source=source,
+              extra=["-movflags", "+faststart"] if faststart else None)
     data = full.read_bytes()
     full.unlink()
     out.write_bytes(data[: int(len(data) * keep_fraction)])

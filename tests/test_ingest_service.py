@@ -247,6 +247,18 @@ async def test_no_face_is_a_note_not_an_error(server, clips: Path) -> None:
     assert result.summary.num_frames_with_face == 0
 
 
+async def test_cut_mp4_with_index_first_gives_the_frames_before_the_cut(
+        server, clips: Path, talking: Path | None) -> None:
+    path = media.make_truncated(clips / "cut.mp4", faststart=True, keep_fraction=0.6,
+                                source=talking)
+    result = await ingest(server.port, path, num_frames=8)
+    assert_stream_order(result)
+    assert 2 <= len(result.frames) < 8
+    assert result.frames[-1].timestamp_seconds < result.clip.duration_seconds * 0.8
+    assert any(n.startswith(f"decoded {len(result.frames)} of 8 sampled frames")
+               for n in result.summary.notes), result.summary.notes
+
+
 async def test_av1_is_transcoded_to_h264_first(server, clips: Path,
                                                talking: Path | None) -> None:
     result = await ingest(server.port, media.make_av1(clips / "av1.mkv", source=talking),

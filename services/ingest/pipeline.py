@@ -141,6 +141,22 @@ def plan_for(request: UploadRequest, settings: IngestSettings) -> Plan:
     return Plan(num_frames, dense)
 
 
+@dataclass
+class FrameTally:
+    """What the summary needs to know about the sampled frames already sent."""
+
+    frames: int = 0
+    with_face: int = 0
+    faces: int = 0
+    last_timestamp: float = 0.0
+
+    def add(self, frame: SampledResult) -> None:
+        self.frames += 1
+        self.with_face += bool(frame.faces)
+        self.faces += len(frame.faces)
+        self.last_timestamp = frame.timestamp_seconds
+
+
 class Stopwatch:
     """Milliseconds per stage, accumulated across calls."""
 
@@ -270,21 +286,21 @@ async def _ingest(request: UploadRequest, chunks: AsyncIterator[bytes],
             yield ClipFacts(analysis_id, probe, transcoded, spooled.sha256, spooled.size_bytes)
 
             summary = SummaryResult()
-            sampled: list[SampledResult] = []
+            sampled = FrameTally()  # counts only: frames are not kept once sent
             dense: list[DenseResult] = []
             if probe.kind is MediaKind.VIDEO:
                 passed = _video_pass(video_path, probe, plan, request, settings, detector,
                                      clock, dense)
                 async for frame in _iterate_in_thread(passed):
-                    sampled.append(frame)
+                    sampled.add(frame)
                     yield frame
-                if not sampled:
+                if not sampled.frames:
                     raise Undecodable("no frame could be decoded from the video stream; the "
                                       "file is corrupt or truncated beyond repair")
-                if len(sampled) < min(plan.num_frames, probe.frame_count or plan.num_frames):
+                if sampled.frames < min(plan.num_frames, probe.frame_count or plan.num_frames):
                     summary.notes.append(
-                        f"decoded {len(sampled)} of {plan.num_frames} sampled frames: the video "
-                        f"stream ends at {sampled[-1].timestamp_seconds:.2f} s, before its stated "
+                        f"decoded {sampled.frames} of {plan.num_frames} sampled frames: the video "
+                        f"stream ends at {sampled.last_timestamp:.2f} s, before its stated "
                         f"duration {probe.duration_seconds:.2f} s")
                 for item in dense:
                     yield item
@@ -297,7 +313,7 @@ async def _ingest(request: UploadRequest, chunks: AsyncIterator[bytes],
             elif still is not None:
                 frame = await asyncio.to_thread(_image_pass, still, request, settings, detector,
                                                 clock)
-                sampled.append(frame)
+                sampled.add(frame)
                 yield frame
                 summary.notes.append("still image: one frame, no dense window, no audio")
             metrics.INGEST_DECODE_SECONDS.observe(clock.ms.get("decode", 0.0) / 1000.0)
@@ -314,11 +330,11 @@ async def _ingest(request: UploadRequest, chunks: AsyncIterator[bytes],
             if probe.kind is MediaKind.AUDIO:
                 summary.notes.append("audio only: no frames, no faces")
 
-            summary.num_frames = len(sampled)
-            summary.num_frames_with_face = sum(1 for f in sampled if f.faces)
+            summary.num_frames = sampled.frames
+            summary.num_frames_with_face = sampled.with_face
             summary.num_dense_frames = len(dense)
-            metrics.INGEST_FACES.inc(sum(len(f.faces) for f in sampled))
-            if sampled and not summary.num_frames_with_face:
+            metrics.INGEST_FACES.inc(sampled.faces)
+            if sampled.frames and not sampled.with_face:
                 summary.notes.append("no face found in any sampled frame")
             if dense and not any(d.mouth is not None for d in dense):
                 summary.notes.append("no face found in the dense window")
