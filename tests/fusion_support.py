@@ -1,6 +1,7 @@
-"""A model repository for orchestrator tests: the shipped model of each branch where one is
-exported, otherwise a small real ONNX model whose output is a known function of its input
-(tests.branch_support.build_model); plus a real scikit-learn fusion bundle with every head."""
+"""A model repository for orchestrator tests: the shipped models when models/ holds a
+complete release, otherwise, for every branch, a small real ONNX model whose output is a
+known function of its input (tests.branch_support.build_model) and a real scikit-learn
+fusion bundle with every head."""
 
 from __future__ import annotations
 
@@ -73,24 +74,17 @@ def build_fusion_bundle(version_dir: Path) -> dict:
     return bundle
 
 
-def build_test_repo(root: Path, prefer_shipped: bool = True) -> dict[str, str]:
-    """Fill `root` with a model for every branch and fusion; returns name -> "shipped" or
+def build_test_repo(root: Path, prefer_shipped: bool = True) -> str:
+    """Fill `root` with a model for every branch and fusion: the shipped repository when it
+    is complete (every branch and the fusion bundle exported: a release whose parts were
+    made to fit each other), else test-built models throughout. Returns "shipped" or
     "test-built" so a test can say what it ran on."""
-    origin = {}
-    use = {name: prefer_shipped and shipped(name) for name in KNOWN_MODELS}
-    if use["visual"] != use["temporal"]:  # temporal must take visual's embedding size
-        use["visual"] = use["temporal"] = False
-    for name, (inputs, ops, extra) in KNOWN_MODELS.items():
-        if use[name]:
+    names = (*KNOWN_MODELS, "fusion")
+    if prefer_shipped and all(shipped(n) for n in names):
+        for name in names:
             shutil.copytree(SHIPPED_MODELS / name, root / name)
-            origin[name] = "shipped"
-        else:
-            build_model(root / name / "1.0.0", name, inputs, ops, extra_outputs=extra)
-            origin[name] = "test-built"
-    if prefer_shipped and shipped("fusion"):
-        shutil.copytree(SHIPPED_MODELS / "fusion", root / "fusion")
-        origin["fusion"] = "shipped"
-    else:
-        build_fusion_bundle(root / "fusion" / "1.0.0")
-        origin["fusion"] = "test-built"
-    return origin
+        return "shipped"
+    for name, (inputs, ops, extra) in KNOWN_MODELS.items():
+        build_model(root / name / "1.0.0", name, inputs, ops, extra_outputs=extra)
+    build_fusion_bundle(root / "fusion" / "1.0.0")
+    return "test-built"

@@ -1,7 +1,8 @@
 """End to end: the whole mesh as real processes (`python -m services.<name>`) on free
 loopback ports, real clips from ../shared/data/talking, the orchestrator's client and the
-`dfmesh analyze` command. The models are the shipped ones where models/ has them, and small
-real ONNX models with known outputs where it does not yet (tests/fusion_support.py).
+`dfmesh analyze` command. The models are the shipped ones when models/ is complete, and small
+real ONNX models with known outputs while models/ is not a complete release yet
+(tests/fusion_support.py).
 
 One mesh serves the whole module; the branch-kill test runs last because it leaves the
 mesh without that branch."""
@@ -52,7 +53,7 @@ class Mesh:
     procs: dict[str, subprocess.Popen]
     env: dict[str, str]
     logs: Path
-    origin: dict[str, str]
+    origin: str
 
     @property
     def fusion_address(self) -> str:

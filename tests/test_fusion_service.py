@@ -25,7 +25,7 @@ from deepfake.v1 import media_pb2, orchestrator_pb2
 from dfmesh.client import Client, Progress, result_to_dict
 from dfmesh.preprocess.stats import FEATURE_COLS
 from dfmesh.runtime.errors import ModelIntegrityError
-from dfmesh.runtime.server import running
+from dfmesh.runtime.server import create_server, running
 from services.audio.service import AudioServer, AudioSettings
 from services.fusion.fusion import adaptive_fuse, load_bundle
 from services.fusion.service import FusionService
@@ -176,6 +176,30 @@ async def test_branch_down_degrades_to_matching_head(mesh: Mesh) -> None:
     assert out["fusionHead"] == "4way:sync+temporal+tiny_gate+visual"
     assert "audio_prob_fake" not in out["features"]
     assert "missing: audio" in out["explanation"]
+
+
+async def test_gate_down_runs_the_full_path_degraded(mesh: Mesh) -> None:
+    async with fusion(mesh, tiny_gate_addr=f"127.0.0.1:{free_port()}",
+                      early_exit_threshold=0.999999) as (client, _):
+        _, result = await analyze(client, mesh.clip)
+    out = result_to_dict(result)
+    assert not out["earlyExit"] and out["missingBranches"] == ["tiny_gate"]
+    assert out["fusionHead"] == "4way:audio+sync+temporal+visual"
+    assert {n for n, s in statuses(result).items() if s == "OK"} == set(ALL) - {"tiny_gate"}
+
+
+async def test_not_serving_branch_is_left_out_without_a_call(mesh: Mesh) -> None:
+    settings = MriSettings(model_repo=mesh.repo, metrics_port=0)
+    loading = await create_server(MriServer(settings), settings, port=0)  # never loaded
+    try:
+        async with fusion(mesh, mri_addr=f"127.0.0.1:{loading.port}") as (client, _):
+            _, result = await analyze(client, mesh.clip, early_exit=False)
+    finally:
+        await loading.drain_and_stop(0.5)
+    out = result_to_dict(result)
+    assert out["missingBranches"] == ["mri"] and out["degraded"]
+    assert out["branches"]["mri"]["detail"] == "not serving"
+    assert out["fusionHead"] == "5way"  # mri is not an LR branch
 
 
 async def test_late_branch_is_left_out(mesh: Mesh) -> None:
