@@ -422,3 +422,21 @@ async def test_health_is_serving_for_ingest_after_load(server) -> None:
         stub = health_pb2_grpc.HealthStub(channel)
         reply = await stub.Check(health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=2)
     assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_health_answers_while_an_ingest_is_decoding(server, clips: Path) -> None:
+    path = media.make_clip(clips / "hd_busy.mp4", seconds=2.0, size=(1920, 1080), audio=False)
+    work = asyncio.create_task(ingest(server.port, path))
+    async with aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        await asyncio.sleep(0.5)
+        latencies = []
+        while not work.done():
+            start = asyncio.get_running_loop().time()
+            reply = await stub.Check(health_pb2.HealthCheckRequest(service=SERVICE_NAME),
+                                     timeout=2)
+            latencies.append(asyncio.get_running_loop().time() - start)
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+            await asyncio.sleep(0.1)
+    assert len((await work).frames) == 16
+    assert latencies and max(latencies) < 1.0, latencies
