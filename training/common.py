@@ -42,6 +42,8 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
                         help="face cache (default runs/cache/faces)")
     parser.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint")
     parser.add_argument("--export", action="store_true", help="export to the model repository")
+    parser.add_argument("--export-only", action="store_true",
+                        help="skip training: measure and export the run's best checkpoint")
     parser.add_argument("--models-dir", type=Path, default=MODELS_DIR)
     parser.add_argument("--version", default="1.0.0")
     parser.add_argument("--no-dev", action="store_true", help="skip the ../shared/data/dev check")

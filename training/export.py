@@ -9,6 +9,7 @@ ONNX Runtime, and writes manifest.json through dfmesh.runtime.model_repo.write_m
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,9 @@ class ExportSpec:
     metrics: dict[str, Any]
     fp16_weights: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
+    onnx_metrics: Callable[[Path], dict[str, Any]] | None = None
+    """Measures the exported file itself (e.g. test metrics through ONNX Runtime with the
+    float16-stored weights); merged into the manifest's metrics under "onnx"."""
 
 
 def weights_to_fp16(model: onnx.ModelProto,
@@ -131,11 +135,14 @@ def export_branch(module: torch.nn.Module, example_inputs: tuple[torch.Tensor, .
     path = export_onnx(module, example_inputs, version_dir / artifact, spec.inputs,
                        spec.outputs, fp16_weights=spec.fp16_weights)
     diffs = max_abs_difference(module, path, example_inputs, [s.name for s in spec.inputs])
+    metrics = dict(spec.metrics)
+    if spec.onnx_metrics is not None:
+        metrics["onnx"] = spec.onnx_metrics(path)
     write_manifest(
         version_dir, name=spec.name, branch=spec.branch, version=spec.version, fmt="onnx",
         artifact=artifact, inputs=[s.as_manifest() for s in spec.inputs],
         outputs=[s.as_manifest() for s in spec.outputs], preprocessing=spec.preprocessing,
-        training_data=spec.training_data, metrics=spec.metrics,
+        training_data=spec.training_data, metrics=metrics,
         weights_dtype="float16 storage, float32 compute" if spec.fp16_weights else "float32",
         export_check={"opset": OPSET,
                       "max_abs_diff_vs_torch": dict(zip([s.name for s in spec.outputs], diffs,

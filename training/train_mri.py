@@ -237,6 +237,13 @@ def export(ctx: RunContext, model: MRIDetector, metrics: dict) -> None:
 
 def run(args: argparse.Namespace) -> dict:
     ctx = start_run(BRANCH, args)
+    if args.export_only:
+        model = MRIDetector()
+        model.load_state_dict(torch.load(ctx.run_dir / "detector.pt", weights_only=False)["model"])
+        model.eval()
+        metrics = measure(ctx, model)
+        export(ctx, model, metrics)
+        return metrics
     generator, discriminator = UNetGenerator(), PatchDiscriminator()
     gan = train_generator(ctx, generator, discriminator)
     classifier = train_classifier(ctx, generator)

@@ -1,9 +1,9 @@
 """Train the visual branch (ResNet-18 or EfficientNet-B0 from scratch) on real faces and
 pseudo-fakes; evaluate on the identity-disjoint test split and the dev set; export.
 
-CPU budget: training runs on random `--train-size` crops (default 160) of the 224 input,
+CPU budget: training runs on random `--train-size` windows (default 128) of the 224 input,
 which keeps pixel-level artifacts at their serving scale (no resizing) while costing about
-half of full-size steps; the network pools globally, so evaluation and serving use the full
+a third of a full-size step; the network pools globally, so evaluation and serving use the full
 224 input.
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -39,20 +40,31 @@ BRANCH = "visual"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser)
     parser.add_argument("--arch", choices=VISUAL_ARCHS, default="resnet18")
-    parser.add_argument("--train-size", type=int, default=160,
-                        help="side of the random training crop taken from the 224 input")
+    parser.add_argument("--train-size", type=int, default=128,
+                        help="side of the random training window taken from the 224 input")
+    parser.add_argument("--mask-weight", type=float, default=1.0,
+                        help="weight of the auxiliary manipulation-map loss (0: off)")
 
 
-def random_crops(batch: torch.Tensor, size: int, rng: np.random.Generator) -> torch.Tensor:
-    """A random size x size window of each [3, H, W] item (no resampling)."""
-    if size >= batch.shape[-1]:
-        return batch
-    h, w = batch.shape[-2:]
-    out = []
-    for item in batch:
+def random_windows(images: torch.Tensor, masks: torch.Tensor, size: int,
+                   rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same random size x size window of each [C, H, W] image and its mask (no
+    resampling, so pixel-level traces keep their serving scale)."""
+    if size >= images.shape[-1]:
+        return images, masks
+    h, w = images.shape[-2:]
+    xs, ms = [], []
+    for img, m in zip(images, masks, strict=True):
         y, x = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
-        out.append(item[:, y : y + size, x : x + size])
-    return torch.stack(out)
+        xs.append(img[:, y : y + size, x : x + size])
+        ms.append(m[:, y : y + size, x : x + size])
+    return torch.stack(xs), torch.stack(ms)
+
+
+def mask_tensor(samples: Sequence, size: int = VISUAL_SIZE) -> torch.Tensor:
+    """Manipulation masks resized like the crops ([N, 1, size, size])."""
+    masks = [cv2.resize(s.mask, (size, size), interpolation=cv2.INTER_AREA) for s in samples]
+    return torch.from_numpy(np.stack(masks)[:, None])
 
 
 def predict_probs(model: VisualDetector, crops: Sequence[np.ndarray],
@@ -110,10 +122,15 @@ def train(ctx: RunContext) -> VisualDetector:
             first = step * args.batch_size
             samples = [sampler.sample(epoch, first + j) for j in range(args.batch_size)]
             x = torch.from_numpy(visual_input([s.crop for s in samples]))
-            x = random_crops(x, args.train_size, rng).contiguous(memory_format=torch.channels_last)
+            x, masks = random_windows(x, mask_tensor(samples), args.train_size, rng)
+            x = x.contiguous(memory_format=torch.channels_last)
             y = torch.tensor([[float(s.label)] for s in samples])
-            logit, _ = model(x)
+            logit, _, mask_logits = model.forward_with_mask(x)
             loss = F.binary_cross_entropy_with_logits(logit, y)
+            if mask_logits is not None and args.mask_weight > 0:
+                target = F.adaptive_avg_pool2d(masks, mask_logits.shape[-2:])
+                loss = loss + args.mask_weight * F.binary_cross_entropy_with_logits(
+                    mask_logits, target)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -164,15 +181,35 @@ def export(ctx: RunContext, model: VisualDetector, metrics: dict) -> None:
                        "size": VISUAL_SIZE, "normalization": "ImageNet mean/std",
                        "layout": "NCHW float32", "output": "sigmoid(logit) = P(fake)"},
         training_data=ctx.training_data_summary(),
-        metrics=metrics, extra={"architecture": args.arch})
+        metrics=metrics, extra={"architecture": args.arch},
+        onnx_metrics=lambda path: onnx_test_metrics(ctx, path))
     out = export_branch(model, example, spec, args.models_dir)
     print(f"exported {out}")
 
 
+def onnx_test_metrics(ctx: RunContext, path) -> dict:
+    """The exported file's own test metrics (float16-stored weights), to check they hold."""
+    from training.export import onnx_outputs
+
+    test = held_out_samples(ctx.sampler("test"), ctx.args.test_samples)
+    logits = np.concatenate([
+        onnx_outputs(path, {"image": visual_input([s.crop for s in test[i : i + 32]])})[0][:, 0]
+        for i in range(0, len(test), 32)])
+    return {"test_pseudo_fakes": binary_metrics(np.array([s.label for s in test]),
+                                                1 / (1 + np.exp(-logits)))}
+
+
+def load_best(ctx: RunContext) -> VisualDetector:
+    model = VisualDetector(ctx.args.arch)
+    best = torch.load(ctx.run_dir / "best.pt", map_location="cpu", weights_only=False)
+    model.load_state_dict(best["model"])
+    return model.eval()
+
+
 def run(args: argparse.Namespace) -> dict:
     ctx = start_run(BRANCH, args)
-    model = train(ctx)
+    model = load_best(ctx) if args.export_only else train(ctx)
     metrics = measure(ctx, model)
-    if args.export:
+    if args.export or args.export_only:
         export(ctx, model, metrics)
     return metrics

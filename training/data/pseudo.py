@@ -27,6 +27,7 @@ class Sample:
     mask: np.ndarray          # float32 [H, W], zeros for real
     target_map: np.ndarray    # float32 [H, W], 1 - SSIM(fake, real source), zeros for real
     manipulation: str
+    landmarks: np.ndarray     # float32 [5, 2], crop pixels (after any flip)
 
 
 class PseudoFakeSampler:
@@ -66,11 +67,12 @@ class PseudoFakeSampler:
         is_fake = (rng.random() < self.fake_fraction) if label is None else bool(label)
         zeros = np.zeros(face.crop.shape[:2], np.float32)
         if not is_fake:
-            return Sample(degrade(face.crop, rng, self.degrade_p), 0, zeros, zeros, "real")
+            return Sample(degrade(face.crop, rng, self.degrade_p), 0, zeros, zeros, "real",
+                          face.landmarks)
         name = choose(self.weights, rng)
         fake = MANIPULATIONS[name](face, rng, self.donors)
         return Sample(degrade(fake.crop, rng, self.degrade_p), 1, fake.mask,
-                      mri_target(fake.crop, face.crop), name)
+                      mri_target(fake.crop, face.crop), name, face.landmarks)
 
 
 @dataclass(frozen=True)

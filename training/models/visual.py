@@ -12,7 +12,13 @@ VISUAL_ARCHS = ("resnet18", "efficientnet_b0")
 
 
 class VisualDetector(nn.Module):
-    """[N, 3, 224, 224] ImageNet-normalized crops -> (logit [N, 1], embedding [N, D])."""
+    """[N, 3, 224, 224] ImageNet-normalized crops -> (logit [N, 1], embedding [N, D]).
+
+    `forward_with_mask` also returns a coarse map of where the face was manipulated (logits at
+    1/16 resolution, ResNet-18 only): dense supervision in the spirit of Face X-ray, which
+    makes a from-scratch network learn blending traces from far fewer samples. The map head
+    is used in training only and is not part of the exported graph.
+    """
 
     def __init__(self, arch: str = "resnet18", dropout: float = 0.2) -> None:
         super().__init__()
@@ -30,7 +36,20 @@ class VisualDetector(nn.Module):
         self.backbone = net
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(self.embedding_dim, 1)
+        self.mask_head = nn.Conv2d(256, 1, 1) if arch == "resnet18" else None
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         embedding = self.backbone(image)
         return self.head(self.dropout(embedding)), embedding
+
+    def forward_with_mask(self, image: torch.Tensor
+                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(logit, embedding, manipulation-map logits [N, 1, H/16, W/16] or None)."""
+        if self.mask_head is None:
+            return *self.forward(image), None
+        net = self.backbone
+        x = net.maxpool(net.relu(net.bn1(net.conv1(image))))
+        x = net.layer3(net.layer2(net.layer1(x)))
+        mask_logits = self.mask_head(x)
+        embedding = torch.flatten(net.avgpool(net.layer4(x)), 1)
+        return self.head(self.dropout(embedding)), embedding, mask_logits
