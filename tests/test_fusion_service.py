@@ -283,6 +283,36 @@ async def test_bad_input_and_limits_pass_through(mesh: Mesh, default_fusion: Cli
     assert "10000 bytes" in info.value.details()
 
 
+async def raw_stream_error(client: Client, requests: list[orchestrator_pb2.AnalyzeRequest],
+                           ) -> aio.AioRpcError:
+    """Header, wait for Queued, the other requests; then read until the server's status (no
+    half-close, so no write races the status: grpc/grpc#36066)."""
+    call = client.stub.Analyze(timeout=60)
+    await call.write(orchestrator_pb2.AnalyzeRequest(header=orchestrator_pb2.AnalyzeHeader(
+        upload=media_pb2.UploadHeader(filename="clip.mpg"))))
+    assert (await call.read()).progress.stage == orchestrator_pb2.QUEUED
+    for request in requests:
+        await call.write(request)
+    with pytest.raises(aio.AioRpcError) as info:
+        while (await call.read()) is not aio.EOF:
+            pass
+    return info.value
+
+
+async def test_upload_limit_while_streaming_and_bad_stream(mesh: Mesh,
+                                                          default_fusion: Client) -> None:
+    data = mesh.clip.read_bytes()
+    chunks = [orchestrator_pb2.AnalyzeRequest(data=data[i:i + 4096]) for i in (0, 4096, 8192)]
+    async with fusion(mesh, max_upload_bytes=10_000) as (client, _):
+        error = await raw_stream_error(client, chunks)
+    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "upload exceeds the limit of 10000 bytes" in error.details()
+    second_header = orchestrator_pb2.AnalyzeRequest(header=orchestrator_pb2.AnalyzeHeader())
+    error = await raw_stream_error(default_fusion, [chunks[0], second_header])
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "only data chunks may follow" in error.details()
+
+
 async def test_busy_orchestrator_refuses_with_retry_after(mesh: Mesh) -> None:
     release = asyncio.Event()
 

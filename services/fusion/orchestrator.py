@@ -318,15 +318,19 @@ class _Run:
     async def _ingest_requests(self) -> AsyncIterator[ingest_pb2.IngestRequest]:
         yield ingest_pb2.IngestRequest(header=ingest_pb2.IngestHeader(
             upload=self.upload, options=self.ingest_options))
-        async for chunk in self.chunks:
-            self.upload_bytes += len(chunk)
-            if self.upload_bytes > self.settings.max_upload_bytes:
-                self.upload_error = LimitExceeded(
-                    f"upload exceeds the limit of {self.settings.max_upload_bytes} bytes")
-                if self.ingest_task is not None:
-                    self.ingest_task.cancel()
-                return
-            yield ingest_pb2.IngestRequest(data=chunk)
+        try:
+            async for chunk in self.chunks:
+                self.upload_bytes += len(chunk)
+                if self.upload_bytes > self.settings.max_upload_bytes:
+                    raise LimitExceeded(
+                        f"upload exceeds the limit of {self.settings.max_upload_bytes} bytes")
+                yield ingest_pb2.IngestRequest(data=chunk)
+        except DfmeshError as exc:
+            # Raising here would only reach gRPC's request consumer: stop ingest instead and
+            # let run() report the caller's mistake.
+            self.upload_error = exc
+            if self.ingest_task is not None:
+                self.ingest_task.cancel()
 
     async def _pump_ingest(self) -> None:
         start = time.perf_counter()
