@@ -19,9 +19,10 @@ import onnx
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from dfmesh.runtime.model_repo import write_manifest
+from dfmesh.runtime.model_repo import sha256_file, write_manifest
 
 OPSET = 17
+TORCH_STATE = "torch_state.pt"
 FP16_MIN_ELEMENTS = 1024
 """Initializers smaller than this stay float32 (biases, norms: no size to gain)."""
 
@@ -55,6 +56,9 @@ class ExportSpec:
     metrics: dict[str, Any]
     fp16_weights: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
+    keep_torch_state: dict[str, Any] | None = None
+    """For small models only: save the state dict beside the artifact (torch_state.pt) with
+    these constructor arguments, so tests can check torch-vs-ONNX parity of the shipped model."""
     onnx_metrics: Callable[[Path], dict[str, Any]] | None = None
     """Measures the exported file itself (e.g. test metrics through ONNX Runtime with the
     float16-stored weights); merged into the manifest's metrics under "onnx"."""
@@ -138,6 +142,12 @@ def export_branch(module: torch.nn.Module, example_inputs: tuple[torch.Tensor, .
     metrics = dict(spec.metrics)
     if spec.onnx_metrics is not None:
         metrics["onnx"] = spec.onnx_metrics(path)
+    extra = dict(spec.extra)
+    if spec.keep_torch_state is not None:
+        state_path = version_dir / TORCH_STATE
+        torch.save(module.state_dict(), state_path)
+        extra["torch_state"] = {"file": TORCH_STATE, "sha256": sha256_file(state_path),
+                                "constructor": spec.keep_torch_state}
     write_manifest(
         version_dir, name=spec.name, branch=spec.branch, version=spec.version, fmt="onnx",
         artifact=artifact, inputs=[s.as_manifest() for s in spec.inputs],
@@ -147,5 +157,5 @@ def export_branch(module: torch.nn.Module, example_inputs: tuple[torch.Tensor, .
         export_check={"opset": OPSET,
                       "max_abs_diff_vs_torch": dict(zip([s.name for s in spec.outputs], diffs,
                                                         strict=True))},
-        **spec.extra)
+        **extra)
     return version_dir

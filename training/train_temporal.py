@@ -186,6 +186,8 @@ def run(args: argparse.Namespace) -> dict:
                 "sequences": {k: int(len(v["labels"])) for k, v in data.items()},
                 "seed": args.seed},
             metrics=metrics, fp16_weights=False,
+            keep_torch_state={"class": "training.models.temporal.build_temporal",
+                              "kwargs": {"arch": args.arch, "input_dim": dim}},
             extra={"architecture": args.arch,
                    "visual_model": {"name": embedder.manifest.name,
                                     "version": embedder.manifest.version,

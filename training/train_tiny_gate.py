@@ -203,6 +203,7 @@ def export(ctx: RunContext, model: TinyLaDeDa, metrics: dict) -> None:
                        "output": "sigmoid(logit) = P(fake) per patch; the service reports "
                                  "mean, max and p90 over all patches of a clip"},
         training_data=ctx.training_data_summary(), metrics=metrics, fp16_weights=False,
+        keep_torch_state={"class": "training.models.tiny_ladeda.TinyLaDeDa", "kwargs": {}},
         extra={"architecture": "Tiny-LaDeDa",
                "parameters": sum(p.numel() for p in model.parameters())})
     print(f"exported {export_branch(model, example, spec, args.models_dir)}")
