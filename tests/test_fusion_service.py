@@ -244,6 +244,10 @@ async def test_audio_file_runs_audio_only(default_fusion: Client, shared_data: P
     assert out["fusionHead"] == "1way:audio"
     assert out["probFake"] == pytest.approx(out["branches"]["audio"]["prob"])
     assert "audio-only" in out["explanation"]
+    with pytest.raises(aio.AioRpcError) as info:
+        await analyze(default_fusion, speech_file(shared_data), method="temporal")
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "method temporal cannot score audio files" in info.value.details()
 
 
 async def test_methods_and_adaptive_fusion(mesh: Mesh, default_fusion: Client) -> None:

@@ -53,7 +53,13 @@ from dfmesh.runtime.errors import (
 from dfmesh.runtime.logging import analysis_id_var
 from services.fusion.explain import explain
 from services.fusion.fusion import DEFAULT_THRESHOLD, FusionBundle, decide
-from services.fusion.scoring import Score, fusion_features, score, usable_results
+from services.fusion.scoring import (
+    METHOD_BRANCH,
+    Score,
+    fusion_features,
+    score,
+    usable_results,
+)
 from services.fusion.settings import BRANCH_NAMES, FusionSettings
 from services.fusion.upstreams import Upstreams
 
@@ -391,9 +397,11 @@ class _Run:
             elif name not in allowed:
                 self.not_run[name] = "not run: " + KIND_NOTES[clip.kind]
         self.plan = tuple(b for b in plan if b in allowed)
-        if not self.plan:
-            raise InvalidInput(f"method {self.method} has no branch for a "
-                               f"{media_pb2.MediaKind.Name(clip.kind).lower()} file")
+        needed = METHOD_BRANCH.get(self.method)
+        if not self.plan or (needed is not None and needed not in self.plan):
+            kind = media_pb2.MediaKind.Name(clip.kind).lower()
+            raise InvalidInput(f"method {self.method} cannot score {kind} files; "
+                               f"use method fusion")
         self.feeds = {b: Feed(self.analysis_id) for b in self.plan if b != "temporal"}
         self.branches_task = asyncio.create_task(self._run_branches())
 
