@@ -48,6 +48,7 @@ class FaceDetector:
         from facenet_pytorch import MTCNN
 
         self.max_side = max_side
+        self.min_face_size = min_face_size
         self.min_score = min_score
         self.max_faces = max_faces
         self._mtcnn = MTCNN(keep_all=True, min_face_size=min_face_size, device="cpu")
@@ -56,6 +57,9 @@ class FaceDetector:
     def detect(self, rgb: np.ndarray) -> list[Detection]:
         """Faces in an RGB frame, largest first, at most `max_faces`."""
         small, scale = downscale_to(rgb, self.max_side)
+        if min(small.shape[:2]) < self.min_face_size:
+            # No face of the minimum size fits (and MTCNN fails on an empty scale pyramid).
+            return []
         boxes, probs, points = self._mtcnn.detect(np.ascontiguousarray(small), landmarks=True)
         if boxes is None:
             return []

@@ -44,6 +44,7 @@ from services.ingest.probe import (
     MediaProbe,
     check_duration,
     check_extension,
+    check_frame_size,
     probe_media,
 )
 from services.ingest.rejections import (
@@ -267,6 +268,7 @@ async def _ingest(request: UploadRequest, chunks: AsyncIterator[bytes],
                 probe = await asyncio.to_thread(probe_media, path, settings.tool_timeout_seconds)
             check_extension(probe, ext)
             check_duration(probe, settings.max_duration_seconds)
+            check_frame_size(probe, settings.max_frame_pixels)
             metrics.INGEST_UPLOAD_BYTES.observe(spooled.size_bytes)
 
             if probe.has_audio:

@@ -12,6 +12,7 @@ from typing import Any
 from services.ingest.rejections import (
     ExtensionMismatch,
     NotMedia,
+    TooLarge,
     TooLong,
     Truncated,
     Undecodable,
@@ -149,6 +150,17 @@ def check_duration(probe: MediaProbe, max_seconds: float) -> None:
         raise TooLong(
             f"clip too long: {probe.duration_seconds:.1f} s, the limit is {max_seconds:.0f} s "
             "(DFMESH_MAX_DURATION_SECONDS); send a shorter excerpt")
+
+
+def check_frame_size(probe: MediaProbe, max_pixels: int) -> None:
+    """LimitExceeded when a frame is larger than the configured maximum (a small upload can
+    declare frames that take gigabytes once decoded)."""
+    pixels = probe.width * probe.height
+    if pixels > max_pixels:
+        raise TooLarge(
+            f"frames too large: {probe.width}x{probe.height} ({pixels / 1e6:.1f} megapixels), "
+            f"the limit is {max_pixels / 1e6:.1f} megapixels (DFMESH_MAX_FRAME_PIXELS); "
+            "scale the video or image down and try again")
 
 
 def check_extension(probe: MediaProbe, extension: str) -> None:

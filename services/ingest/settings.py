@@ -16,6 +16,9 @@ class IngestSettings(ServiceSettings):
 
     max_upload_bytes: int = Field(512 * MiB, ge=1, description="larger uploads are refused")
     max_duration_seconds: float = Field(600.0, gt=0, description="longer clips are refused")
+    max_frame_pixels: int = Field(
+        7680 * 4320, ge=64 * 64, description="larger frames (8K UHD by default) are refused: "
+        "a tiny file can declare huge frames, and each decoded frame is width*height*3 bytes")
     max_frames: int = Field(64, ge=1, description="upper bound on IngestOptions.num_frames")
     default_num_frames: int = Field(16, ge=1)
     dense_window_seconds: float = Field(2.5, gt=0, le=10.0,
