@@ -22,6 +22,7 @@ mri statistics and every branch's prob_fake; missing branches are null).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from dfmesh.preprocess.geometry import FACE_CROP_SIZE, Box, centre_crop_box, crop_square
-from dfmesh.preprocess.stats import FEATURE_COLS
+from dfmesh.preprocess.stats import BRANCH_FEATURES, FEATURE_COLS
 from training.audio.spoof import RESYNTHESIS, augment_channel
 from training.data.faces import crop_with_landmarks
 from training.fakes.registry import MANIPULATIONS, DonorPool, Face
@@ -156,21 +157,42 @@ def row(seg: Segment, version: str, label: int, scores: dict[str, BranchScore | 
             "features": features, "prob_fake": probs}
 
 
-def score_segment(seg: Segment, frames: list[np.ndarray], models: OnnxBranches,
-                  donors: DonorPool, swap_pcm: np.ndarray, rng: np.random.Generator) -> list[dict]:
-    """All versions of one segment, scored."""
+VISUAL_BRANCHES = ("tiny_gate", "visual", "temporal", "mri")
+AUDIO_BRANCHES = ("audio", "sync")
+PLAN = {"real": ("real", "real", 0), "real_b": ("real_b", "real_b", 0),
+        "visual": ("visual", "real", 1), "temporal": ("temporal", "real", 1),
+        "audio": ("real", "audio", 1), "lipsync": ("real", "lipsync", 1),
+        "visual_audio": ("visual", "audio", 1)}
+"""version -> (visual-side input, audio-side input, label)."""
+
+
+def segment_rng(seed: int, name: str, side: str) -> np.random.Generator:
+    """A generator per segment and side, so re-scoring one side rebuilds the same fakes."""
+    digest = hashlib.sha256(f"{seed}:{side}:{name}".encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:8], "big"))
+
+
+def score_visual_side(seg: Segment, frames: list[np.ndarray], models: OnnxBranches,
+                      donors: DonorPool, rng: np.random.Generator) -> dict[str, dict]:
+    """tiny_gate, visual, temporal and mri scores of the real and manipulated frame sets."""
     faces, found = faces_at(seg, frames, sampled_indices(seg))
     faces_b, found_b = faces_at(seg, frames, sampled_indices(seg, 0.5))
     crop_sets = {"real": ([f.crop for f in faces], found),
                  "real_b": ([f.crop for f in faces_b], found_b),
                  "visual": (image_fake(faces, rng, donors), found),
                  "temporal": (temporal_fake(faces, rng, donors), found)}
-    visual_side = {}
+    side = {}
     for key, (crops, n_faces) in crop_sets.items():
         visual = models.visual(crops, n_faces)
-        visual_side[key] = {"tiny_gate": models.tiny_gate(crops), "visual": visual,
-                            "temporal": models.temporal(visual.embeddings if visual else None),
-                            "mri": models.mri(crops)}
+        side[key] = {"tiny_gate": models.tiny_gate(crops), "visual": visual,
+                     "temporal": models.temporal(visual.embeddings if visual else None),
+                     "mri": models.mri(crops)}
+    return side
+
+
+def score_audio_side(seg: Segment, models: OnnxBranches, swap_pcm: np.ndarray,
+                     rng: np.random.Generator) -> tuple[dict[str, dict], str]:
+    """audio and sync scores of the real, resynthesized and misaligned audio."""
     raw = segment_pcm(seg.track, seg.start, seg.end)
     method = list(RESYNTHESIS)[int(rng.integers(len(RESYNTHESIS)))]
     lipsync = shifted_pcm(seg, rng) if rng.random() < 0.7 or swap_pcm.size == 0 else swap_pcm
@@ -180,40 +202,84 @@ def score_segment(seg: Segment, frames: list[np.ndarray], models: OnnxBranches,
               "audio": augment_channel(RESYNTHESIS[method](raw, rng), rng)[0],
               "lipsync": augment_channel(lipsync[:raw.size], rng)[0] if lipsync.size else raw}
     mouths, times, valid = dense_window(seg)
-    audio_side = {k: {"audio": models.audio(p), "sync": models.sync(mouths, times, valid, p)}
-                  for k, p in audios.items()}
-    plan = {"real": ("real", "real", 0), "real_b": ("real_b", "real_b", 0),
-            "visual": ("visual", "real", 1), "temporal": ("temporal", "real", 1),
-            "audio": ("real", "audio", 1), "lipsync": ("real", "lipsync", 1),
-            "visual_audio": ("visual", "audio", 1)}
+    side = {k: {"audio": models.audio(p), "sync": models.sync(mouths, times, valid, p)}
+            for k, p in audios.items()}
+    return side, method
+
+
+def score_segment(seg: Segment, frames: list[np.ndarray], models: OnnxBranches,
+                  donors: DonorPool, swap_pcm: np.ndarray, seed: int,
+                  previous: dict[str, dict] | None = None,
+                  sides: tuple[str, ...] = ("visual", "audio")) -> list[dict]:
+    """All versions of one segment, scored. With `previous` rows (by version) and fewer
+    `sides`, the other side's numbers are kept from `previous` (same fakes, same seeds)."""
+    visual_side = (score_visual_side(seg, frames, models, donors,
+                                     segment_rng(seed, seg.name, "visual"))
+                   if "visual" in sides else None)
+    audio_side, method = (score_audio_side(seg, models, swap_pcm,
+                                           segment_rng(seed, seg.name, "audio"))
+                          if "audio" in sides else (None, None))
     rows = []
-    for version, (v_key, a_key, label) in plan.items():
-        r = row(seg, version, label, {**visual_side[v_key], **audio_side[a_key]})
-        r["details"] = {"resynthesis": method if a_key == "audio" else None}
+    for version, (v_key, a_key, label) in PLAN.items():
+        scores: dict[str, BranchScore | None] = {}
+        if visual_side is not None:
+            scores.update(visual_side[v_key])
+        if audio_side is not None:
+            scores.update(audio_side[a_key])
+        r = row(seg, version, label, scores)
+        if visual_side is None:
+            merge_branches(r, previous[version], VISUAL_BRANCHES)
+        if audio_side is None:
+            merge_branches(r, previous[version], AUDIO_BRANCHES)
+        r["details"] = ({"resynthesis": method if a_key == "audio" else None}
+                        if method is not None else previous[version].get("details", {}))
         rows.append(r)
     return rows
 
 
+def merge_branches(new: dict, old: dict, branches: tuple[str, ...]) -> dict:
+    """`new` with the features and probabilities of `branches` taken from `old`."""
+    for branch in branches:
+        new["prob_fake"][branch] = old["prob_fake"].get(branch)
+        for col in BRANCH_FEATURES[branch]:
+            new["features"][col] = old["features"].get(col)
+    return new
+
+
 def build_rows(tracks: list[DenseClip], data_dir: Path, models: OnnxBranches,
-               donors_by_split: dict[str, DonorPool], out_path: Path, seed: int = 0) -> Path:
-    """Score every segment of every usable track; write rows.jsonl (one line per version)."""
-    rng = np.random.default_rng(seed)
+               donors_by_split: dict[str, DonorPool], out_path: Path, seed: int = 0,
+               sides: tuple[str, ...] = ("visual", "audio")) -> Path:
+    """Score every segment of every usable track; write rows.jsonl (one line per version).
+    With sides=("visual",) or ("audio",), only that side is re-scored and the other is kept
+    from the existing rows.jsonl."""
+    previous: dict[str, dict[str, dict]] = {}
+    if len(sides) < 2:
+        for r in load_rows(out_path):
+            previous.setdefault(r["segment"], {})[r["version"]] = r
     usable = [t for t in tracks if usable_for_fusion(t)]
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    with out_path.open("w") as fh:
+    tmp = out_path.with_suffix(".tmp")
+    with tmp.open("w") as fh:
         for track in usable:
-            frames = read_frames(data_dir / track.clip.name, len(track.timestamps) /
-                                 track.fps + 0.01).frames
-            same_split = [t for t in usable if t.clip.split == track.clip.split
-                          and t.clip.group != track.clip.group]
+            frames = (read_frames(data_dir / track.clip.name,
+                                  len(track.timestamps) / track.fps + 0.01).frames
+                      if "visual" in sides else [])
+            same_split = sorted((t for t in usable if t.clip.split == track.clip.split
+                                 and t.clip.group != track.clip.group),
+                                key=lambda t: t.clip.name)
             for seg in segments_of(track):
-                other = same_split[int(rng.integers(len(same_split)))] if same_split else None
+                pick = segment_rng(seed, seg.name, "swap")
+                other = same_split[int(pick.integers(len(same_split)))] if same_split else None
                 swap = (segment_pcm(other, 0.0, seg.end - seg.start) if other is not None
                         else np.zeros(0, np.float32))
+                old = previous.get(seg.name) if previous else None
+                if previous and old is None:
+                    raise ValueError(f"{seg.name} missing from {out_path}; rescore both sides")
                 for r in score_segment(seg, frames, models, donors_by_split[track.clip.split],
-                                       swap, rng):
+                                       swap, seed, old, sides):
                     fh.write(json.dumps(r) + "\n")
                 log.info("fusion rows: %s", seg.name)
+    tmp.replace(out_path)
     return out_path
 
 

@@ -1,7 +1,7 @@
 """`python -m training train --branch fusion`: score the clip dataset with every shipped model,
 fit the heads and temperatures, write models/fusion/<version>/fusion.joblib + manifest.json.
 
-    --rescore    rebuild runs/fusion/rows.jsonl (after any branch model changed)
+    --rescore all|visual|audio   rebuild runs/fusion/rows.jsonl after branch models changed
 """
 
 from __future__ import annotations
@@ -42,7 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models-dir", type=Path, default=MODELS_DIR)
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--rows", type=Path, default=RUNS_DIR / "fusion" / "rows.jsonl")
-    parser.add_argument("--rescore", action="store_true")
+    parser.add_argument("--rescore", choices=("all", "visual", "audio"), default=None,
+                        help="rebuild rows.jsonl: every branch, or only the frame branches "
+                             "(tiny_gate, visual, temporal, mri) or only audio and sync")
 
 
 def donor_pools(seed: int) -> dict[str, DonorPool]:
@@ -63,7 +65,9 @@ def score_rows(args: argparse.Namespace) -> Path:
     models = OnnxBranches(args.models_dir)
     log.info("scoring with %s", models.versions())
     tracks = build_dense_cache(data_dir, talking_clips(data_dir, args.seed))
-    build_rows(tracks, data_dir, models, donor_pools(args.seed), args.rows, seed=args.seed)
+    sides = ("visual", "audio") if args.rescore in (None, "all") else (args.rescore,)
+    build_rows(tracks, data_dir, models, donor_pools(args.seed), args.rows, seed=args.seed,
+               sides=sides)
     (args.rows.with_suffix(".models.json")).write_text(json.dumps(models.versions(), indent=1))
     return args.rows
 
@@ -84,6 +88,8 @@ def summarize(bundle: dict, rows: dict[str, list[dict]]) -> dict:
 def run(args: argparse.Namespace) -> dict:
     seed_everything(args.seed)
     if args.rescore or not args.rows.is_file():
+        if args.rescore in ("visual", "audio") and not args.rows.is_file():
+            args.rescore = "all"
         score_rows(args)
     all_rows = load_rows(args.rows)
     rows = {s: [r for r in all_rows if r["split"] == s] for s in ("train", "val", "test")}
