@@ -338,6 +338,31 @@ async def test_busy_orchestrator_refuses_with_retry_after(mesh: Mesh) -> None:
         release.set()
 
 
+async def test_busy_ingest_passes_through_with_retry_after(mesh: Mesh) -> None:
+    release = asyncio.Event()
+
+    async def held_upload():
+        yield orchestrator_pb2.AnalyzeRequest(header=orchestrator_pb2.AnalyzeHeader(
+            upload=media_pb2.UploadHeader(filename="held.mpg")))
+        yield orchestrator_pb2.AnalyzeRequest(data=mesh.clip.read_bytes()[:1000])
+        await release.wait()
+
+    async with fusion(mesh) as (client, _):
+        held = [client.stub.Analyze(held_upload(), timeout=60) for _ in range(2)]  # ingest's 2
+        for call in held:
+            while (await call.read()).progress.stage != orchestrator_pb2.EXTRACTING_FRAMES:
+                pass
+        await asyncio.sleep(1.0)  # both ingest calls hold a slot once their header arrives
+        with pytest.raises(aio.AioRpcError) as info:
+            await analyze(client, mesh.clip)
+        for call in held:
+            call.cancel()
+        release.set()
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, info.value.details()
+    assert "ingest is busy" in info.value.details()
+    assert dict(info.value.trailing_metadata())["retry-after"] == "2"
+
+
 async def test_cli_prints_json_and_table(mesh: Mesh, default_fusion: Client,
                                          shared_data: Path) -> None:
     address = default_fusion.address

@@ -188,7 +188,8 @@ def _ingest_error(exc: aio.AioRpcError, address: str) -> DfmeshError:
     if code == grpc.StatusCode.INVALID_ARGUMENT:
         return InvalidInput(details)
     if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
-        return LimitExceeded(details)
+        retry = dict(exc.trailing_metadata() or ()).get("retry-after")
+        return LimitExceeded(details, retry_after_seconds=float(retry) if retry else None)
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return DeadlineExceeded(f"ingest at {address} did not finish in time")
     if code == grpc.StatusCode.UNAVAILABLE:
