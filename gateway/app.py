@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from dfmesh.runtime import metrics
 from dfmesh.runtime.channels import create_channel
 from gateway.analyses import Admission
+from gateway.auth import ApiKeyMiddleware
 from gateway.errors import ApiError
 from gateway.fusion import FusionClient
 from gateway.routes import router
@@ -133,6 +134,15 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                     "and the analysis is followed with GET or server-sent events.",
         lifespan=lifespan,
     )
+    keys = settings.client_keys()
+    if keys:
+        app.add_middleware(ApiKeyMiddleware, keys=keys,
+                           rate_per_minute=settings.rate_limit_per_minute,
+                           burst=settings.rate_limit_burst)
+        log.info("API keys required", extra={"clients": len(keys)})
+    else:
+        log.warning("authentication is off: no API key configured (DFMESH_API_KEYS); "
+                    "anyone who reaches this port can start analyses")
     app.add_middleware(HttpMetricsMiddleware)
     app.add_exception_handler(ApiError, api_error_handler)
     app.add_exception_handler(RedisError, redis_error_handler)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from dfmesh.runtime.config import REPO_ROOT, MiB, ServiceSettings, default_address
+from gateway.auth import Client, load_api_keys
 
 
 class GatewaySettings(ServiceSettings):
@@ -34,6 +35,26 @@ class GatewaySettings(ServiceSettings):
     spool_dir: Path | None = Field(None, description="where async uploads are spooled; "
                                                      "None = the system temp dir")
     web_dist: Path = Field(REPO_ROOT / "web" / "dist", description="the built web UI")
+
+    # Access (gateway/auth.py): no keys = open, the embedded default on loopback.
+    api_keys: str = Field("", repr=False, description="key=client[:scope] entries, comma "
+                                                      "separated; scope analyze (default) or read")
+    api_keys_file: Path | None = Field(None, description="the same entries, one per line")
+    auth_required: bool = Field(False, description="refuse to start without any API key")
+    rate_limit_per_minute: float = Field(60.0, gt=0, description="analyses per key per minute")
+    rate_limit_burst: int = Field(10, ge=1, description="analyses a key may start at once")
+
+    @model_validator(mode="after")
+    def _check_api_keys(self) -> GatewaySettings:
+        keys = load_api_keys(self.api_keys, self.api_keys_file)
+        if self.auth_required and not keys:
+            raise ValueError("DFMESH_AUTH_REQUIRED is set but no API key is configured "
+                             "(DFMESH_API_KEYS or DFMESH_API_KEYS_FILE)")
+        return self
+
+    def client_keys(self) -> dict[str, Client]:
+        """The configured API keys (as digests) and their clients; empty = auth off."""
+        return load_api_keys(self.api_keys, self.api_keys_file)
 
     @property
     def http_port(self) -> int:
