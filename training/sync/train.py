@@ -47,6 +47,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="use the clips already tracked; track nothing (quick runs)")
 
 
+def augment(mouth: np.ndarray, audio: np.ndarray,
+            rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Train-time only: mirror the mouth, scale its contrast, shift it by up to 2 px; add
+    noise to the normalized log-mel."""
+    mouth = mouth.copy()
+    flip = rng.random(len(mouth)) < 0.5
+    mouth[flip] = mouth[flip][..., ::-1]
+    mouth *= rng.uniform(0.7, 1.4, (len(mouth), 1, 1, 1)).astype(np.float32)
+    for i in range(len(mouth)):
+        mouth[i] = np.roll(mouth[i], tuple(rng.integers(-2, 3, 2)), axis=(1, 2))
+    audio = audio + rng.normal(0, 0.2, audio.shape).astype(np.float32)
+    return np.ascontiguousarray(mouth), audio.astype(np.float32)
+
+
 def clip_level(module: torch.nn.Module, tracks: list[DenseClip]) -> dict:
     """sync_prob per clip for the aligned audio and for audio shifted by CLIP_SHIFT_SECONDS."""
     labels, probs = [], []
@@ -91,8 +105,8 @@ def run(args: argparse.Namespace) -> dict:
         batches = []
         for i in range(0, len(order), args.batch_size):
             idx = order[i:i + args.batch_size]
-            batches.append(((torch.from_numpy(pairs.mouth[idx]),
-                             torch.from_numpy(pairs.audio[idx])),
+            mouth, audio = augment(pairs.mouth[idx], pairs.audio[idx], rng)
+            batches.append(((torch.from_numpy(mouth), torch.from_numpy(audio)),
                             torch.from_numpy(pairs.label[idx])))
         return batches
 
@@ -126,8 +140,10 @@ def run(args: argparse.Namespace) -> dict:
         training_data={
             "positives": "aligned mouth/audio windows of real talking clips in ../shared/data/"
                          "talking (GRID, HDTF-style, video-retalking inputs, Hamilton clip)",
-            "negatives": f"audio shifted by {0.3}-{1.0} s either way, or swapped with another "
+            "negatives": "audio shifted by 0.3-1.0 s either way, or swapped with another "
                          "clip's audio",
+            "augmentation": "train only: mouth mirror, contrast x0.7-1.4, +-2 px shift; "
+                            "Gaussian noise (sd 0.2) on the normalized log-mel",
             "splits": "by identity group (same assignment as the face models), seed "
                       + str(args.seed),
             "clips": {s: [t.clip.name for t in v] for s, v in by_split.items()},
@@ -135,7 +151,7 @@ def run(args: argparse.Namespace) -> dict:
         },
         metrics=metrics, fp16_weights=False,
         extra={"model": "SyncNet (per-frame mouth CNN and mel 1-D CNN at 25 Hz, cosine "
-                        "similarity matrix over time, MLP head)",
+                        "similarity over time, head on the lag -4..4 diagonal means)",
                "parameters": int(sum(p.numel() for p in model.parameters())),
                "history": result.history})
     example = (torch.from_numpy(test.mouth[:2]), torch.from_numpy(test.audio[:2]))
