@@ -6,6 +6,7 @@ import uvicorn
 
 from dfmesh.runtime.config import load_settings
 from dfmesh.runtime.logging import configure_logging
+from dfmesh.runtime.tracing import instrument_fastapi, setup_tracing
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
 
@@ -13,7 +14,11 @@ from gateway.settings import GatewaySettings
 def main() -> None:
     settings = load_settings(GatewaySettings)
     configure_logging("gateway", settings.log_level, settings.log_format)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.http_port,
+    setup_tracing("gateway", enabled=settings.tracing, otlp_endpoint=settings.otlp_endpoint,
+                  trace_file=settings.trace_file)
+    app = create_app(settings)
+    instrument_fastapi(app)
+    uvicorn.run(app, host=settings.host, port=settings.http_port,
                 log_config=None, access_log=False, timeout_graceful_shutdown=int(
                     settings.grace_seconds))
 

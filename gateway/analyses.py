@@ -14,6 +14,7 @@ from typing import Any
 
 from dfmesh.runtime import metrics
 from dfmesh.runtime.logging import analysis_id_var
+from dfmesh.runtime.tracing import span
 from gateway.errors import ApiError
 from gateway.fusion import FusionClient
 from gateway.store import AnalysisStore
@@ -81,9 +82,10 @@ async def run_analysis(fusion: FusionClient, store: AnalysisStore, *, analysis_i
         await store.publish(analysis_id, {"type": "progress", "data": progress}, last)
 
     try:
-        result = await fusion.analyze(analysis_id=analysis_id, filename=filename,
-                                      content_type=content_type, declared_size=declared_size,
-                                      chunks=chunks, on_progress=on_progress)
+        with span("gateway.analysis", analysis__id=analysis_id):
+            result = await fusion.analyze(analysis_id=analysis_id, filename=filename,
+                                          content_type=content_type, declared_size=declared_size,
+                                          chunks=chunks, on_progress=on_progress)
     except ApiError as exc:
         metrics.GATEWAY_ANALYSES.labels(exc.code).inc()
         log.info("analysis failed: %s", exc.message, extra={"code": exc.code})

@@ -1,23 +1,61 @@
 """OpenTelemetry set-up: switched on by DFMESH_TRACING, exporting over OTLP and/or to a file.
 
-Context crosses gRPC hops through the opentelemetry-instrumentation-grpc interceptors, which
-`server.create_server` and `channels.create_channel` install when tracing is on.
+One analysis is one trace. Context crosses gRPC hops through the
+opentelemetry-instrumentation-grpc interceptors, which `server.create_server` and
+`channels.create_channel` install when tracing is on; the gateway's HTTP span comes from
+opentelemetry-instrumentation-fastapi (`instrument_fastapi`), and the gateway answers with a
+W3C `traceresponse` header carrying the trace id. Inside a process, asyncio tasks copy the
+context they are created in, so spans opened in a task created inside a span are its children.
+
+DFMESH_TRACE_FILE appends every finished span as one JSON line (the SDK's span JSON). A
+`{service}` in the path becomes the service name (one file per service); without it every
+process of `dfmesh up` appends to the same file, one whole line per write (O_APPEND).
 """
 
 from __future__ import annotations
 
+import json
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
-    ConsoleSpanExporter,
     SimpleSpanProcessor,
+    SpanExporter,
+    SpanExportResult,
 )
 
 _enabled = False
+
+
+class JsonLinesSpanExporter(SpanExporter):
+    """Appends each span as one JSON line to a file; a whole line per write, so several
+    processes can share the file."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        for span in spans:
+            line = json.dumps(json.loads(span.to_json(indent=None)), separators=(",", ":"))
+            os.write(self._fd, (line + "\n").encode())
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def trace_file_for(service: str, trace_file: str) -> str:
+    """The file a service writes its spans to: `{service}` in the path becomes its name."""
+    return trace_file.replace("{service}", service)
 
 
 def tracing_enabled() -> bool:
@@ -36,9 +74,8 @@ def setup_tracing(service: str, *, enabled: bool, otlp_endpoint: str = "",
 
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=otlp_endpoint)))
     if trace_file:
-        out = open(trace_file, "a", buffering=1)  # noqa: SIM115 - lives as long as the process
-        exporter = ConsoleSpanExporter(
-            out=out, formatter=lambda span: span.to_json(indent=None) + "\n")
+        # Synchronous: a span is in the file the moment it ends (tests and `tail -f` read it).
+        exporter = JsonLinesSpanExporter(trace_file_for(service, trace_file))
         provider.add_span_processor(SimpleSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
     _enabled = True
@@ -60,10 +97,50 @@ def client_interceptors() -> list[Any]:
     return list(aio_client_interceptors())
 
 
+UNTRACED_PATHS = "healthz,readyz,metrics,assets"
+"""Gateway paths left out of tracing (probes, scrapes, static files)."""
+
+
+def instrument_fastapi(app: Any) -> None:
+    """Trace every HTTP request of a FastAPI app as the root span of its analysis and answer
+    with a `traceresponse` header (W3C Trace Context Level 2: 00-<trace id>-<span id>-01).
+    A no-op unless tracing is on."""
+    if not _enabled:
+        return
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+    from opentelemetry.instrumentation.propagators import (
+        TraceResponsePropagator,
+        set_global_response_propagator,
+    )
+
+    set_global_response_propagator(TraceResponsePropagator())
+    # Upload bodies arrive in many ASGI receive events: one span per chunk says nothing.
+    FastAPIInstrumentor.instrument_app(app, excluded_urls=UNTRACED_PATHS,
+                                       exclude_spans=["receive", "send"])
+
+
 def current_trace_id() -> str:
     """The current span's trace id as 32 hex digits, or "" outside a trace."""
     ctx = trace.get_current_span().get_span_context()
     return format(ctx.trace_id, "032x") if ctx.is_valid else ""
+
+
+def annotate(**attributes: Any) -> None:
+    """Set attributes on the current span (None values are left out)."""
+    span = trace.get_current_span()
+    if span.is_recording():
+        span.set_attributes({k.replace("__", "."): v for k, v in attributes.items()
+                             if v is not None})
+
+
+@contextmanager
+def span(name: str, **attributes: Any) -> Iterator[trace.Span]:
+    """A child span of the current one, current inside the block; `a__b=1` sets `a.b`."""
+    with tracer.start_as_current_span(name) as current:
+        if current.is_recording():
+            current.set_attributes({k.replace("__", "."): v for k, v in attributes.items()
+                                    if v is not None})
+        yield current
 
 
 tracer = trace.get_tracer("dfmesh")

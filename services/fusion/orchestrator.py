@@ -40,6 +40,8 @@ from dataclasses import dataclass
 
 import grpc
 from grpc import aio
+from opentelemetry import context as otel_context
+from opentelemetry import trace
 
 from deepfake.v1 import branch_pb2, ingest_pb2, media_pb2
 from dfmesh.runtime import metrics
@@ -51,6 +53,7 @@ from dfmesh.runtime.errors import (
     UpstreamUnavailable,
 )
 from dfmesh.runtime.logging import analysis_id_var
+from dfmesh.runtime.tracing import span, tracer
 from services.fusion.explain import explain
 from services.fusion.fusion import DEFAULT_THRESHOLD, FusionBundle, decide
 from services.fusion.scoring import (
@@ -281,6 +284,8 @@ class _Run:
         self.timings: dict[str, float] = {}
         self.ingest_task: asyncio.Task | None = None
         self.branches_task: asyncio.Task | None = None
+        self.span: trace.Span = trace.INVALID_SPAN  # the analysis span, set by run()
+        self.trace_context = otel_context.get_current()
 
     # --- progress ---
     def emit(self, stage: str, percent: float, message: str, branch: str = "") -> None:
@@ -289,6 +294,18 @@ class _Run:
 
     # --- the whole analysis ---
     async def run(self) -> AnalysisOutcome:
+        with span("fusion.analysis", analysis__id=self.analysis_id, method=self.method,
+                  fusion__mode=self.mode, early_exit__enabled=self.early_exit_on) as current:
+            self.span, self.trace_context = current, otel_context.get_current()
+            outcome = await self._run()
+            current.set_attributes({
+                "verdict": outcome.verdict, "prob_fake": outcome.prob_fake,
+                "fusion.head": outcome.fusion_head, "early_exit": outcome.early_exit,
+                "degraded": outcome.degraded,
+                "missing_branches": list(outcome.missing_branches)})
+            return outcome
+
+    async def _run(self) -> AnalysisOutcome:
         start = time.perf_counter()
         self.ingest_task = asyncio.create_task(self._pump_ingest())
         try:
@@ -313,7 +330,8 @@ class _Run:
                 await asyncio.gather(self.branches_task, return_exceptions=True)
         fusion_start = time.perf_counter()
         self.emit("FINAL_CLASSIFICATION", MODELS_END, "Final classification")
-        outcome = self._result()
+        with span("fusion.fuse", fusion__mode=self.mode):
+            outcome = self._result()
         self.timings["fusion"] = (time.perf_counter() - fusion_start) * 1000
         self.timings["total"] = (time.perf_counter() - start) * 1000
         outcome.timings_ms = dict(self.timings)
@@ -340,6 +358,10 @@ class _Run:
                 self.ingest_task.cancel()
 
     async def _pump_ingest(self) -> None:
+        with span("fusion.ingest"):
+            await self._pump_ingest_stream()
+
+    async def _pump_ingest_stream(self) -> None:
         start = time.perf_counter()
         self.emit("EXTRACTING_FRAMES", EXTRACT_START, "Extracting frames")
         call = self.o.upstreams.ingest(self._ingest_requests(),
@@ -388,6 +410,10 @@ class _Run:
     def _start(self, clip: media_pb2.ClipInfo) -> None:
         """ClipInfo arrived: decide which branches run and open their feeds."""
         self.clip = clip
+        self.span.set_attributes({
+            "clip.kind": media_pb2.MediaKind.Name(clip.kind).lower(),
+            "clip.duration_seconds": clip.duration_seconds, "clip.width": clip.width,
+            "clip.height": clip.height, "clip.fps": clip.fps, "clip.has_audio": clip.has_audio})
         if clip.kind == media_pb2.IMAGE:
             self.expected_frames = 1
         plan = METHOD_PLANS[self.method]
@@ -408,6 +434,13 @@ class _Run:
 
     # --- branches ---
     async def _run_branches(self) -> None:
+        # Created from ingest's pump, this task would nest the branches under fusion.ingest:
+        # parent them on the analysis span instead (their tasks copy this context).
+        with tracer.start_as_current_span("fusion.branches", context=self.trace_context,
+                                          attributes={"branches": list(self.plan)}):
+            await self._run_branch_plan()
+
+    async def _run_branch_plan(self) -> None:
         heavy = [b for b in self.plan if b != "temporal"]
         if self.early_exit_on and "tiny_gate" in heavy:
             gate = await self._call("tiny_gate", self.feeds["tiny_gate"])
@@ -452,6 +485,16 @@ class _Run:
 
     async def _call(self, name: str, feed: Feed) -> BranchOutcome:
         """One branch call under its deadline; never raises for the branch's failures."""
+        with span(f"fusion.call.{name}", branch=name) as current:
+            outcome = await self._call_branch(name, feed)
+            current.set_attributes({"branch.state": outcome.state, "branch.reason": outcome.reason})
+            if outcome.result is not None:
+                current.set_attributes({"model.name": outcome.result.model.name,
+                                        "model.version": outcome.result.model.version,
+                                        "prob_fake": outcome.result.prob_fake})
+            return outcome
+
+    async def _call_branch(self, name: str, feed: Feed) -> BranchOutcome:
         start = time.perf_counter()
         deadline = self.settings.branch_deadline(name)
         outcome: BranchOutcome
