@@ -31,9 +31,10 @@ from dfmesh.runtime import metrics
 from dfmesh.runtime.branch_inputs import BranchInputs, collect, select_face_crops
 from dfmesh.runtime.config import ServiceSettings
 from dfmesh.runtime.errors import InvalidInput, ModelIntegrityError, NotReady
+from dfmesh.runtime.logging import analysis_id_var
 from dfmesh.runtime.model_repo import ModelManifest, load_verified
 from dfmesh.runtime.server import BaseService
-from dfmesh.runtime.tracing import tracer
+from dfmesh.runtime.tracing import annotate, tracer
 
 log = logging.getLogger(__name__)
 
@@ -292,6 +293,9 @@ class ModelServer(BaseService):
             start = time.perf_counter()
             with tracer.start_as_current_span(f"{self.branch}.inference") as span:
                 span.set_attribute("batch_size", len(prepared.items))
+                span.set_attributes({"model.name": self.manifest.name,
+                                     "model.version": self.manifest.version,
+                                     "model.provider": self.provider})
                 outputs = await asyncio.to_thread(self.predict, prepared.feeds)
             timings["inference"] = _ms_since(start)
             start = time.perf_counter()
@@ -389,7 +393,13 @@ class BranchServicer(branch_pb2_grpc.BranchServiceServicer):
         start = time.perf_counter()
         inputs = await collect(request_iterator, model.wants, model.settings.max_audio_seconds)
         collect_ms = _ms_since(start)
+        if inputs.analysis_id:
+            analysis_id_var.set(inputs.analysis_id)
+        annotate(analysis__id=inputs.analysis_id, branch=model.branch)
         output = await model.analyze(inputs)
+        annotate(branch__status=output.status, prob_fake=output.prob_fake,
+                 model__name=model.manifest.name if model.manifest else None,
+                 model__version=model.manifest.version if model.manifest else None)
         output.timings_ms = {"collect": collect_ms, **output.timings_ms,
                              "total": _ms_since(start)}
         metrics.BRANCH_RESULTS.labels(model.branch, output.status).inc()
