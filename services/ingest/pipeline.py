@@ -4,7 +4,8 @@
     -> SampledResult x N (as each is decoded and searched for faces)
     -> DenseResult x M -> AudioResult x K -> SummaryResult
 
-Decoding and MTCNN run in worker threads so the event loop keeps answering health checks;
+Decoding and MTCNN run in worker threads so the event loop keeps answering health checks
+(decoding a few frames ahead of MTCNN, so the two overlap on two cores);
 the audio track is decoded by an ffmpeg process running alongside the video pass. The
 upload and any transcoded copy live in a private temporary directory that is removed on
 every path out, including errors and cancellation.
@@ -14,7 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import queue
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -27,6 +30,7 @@ import numpy as np
 
 from dfmesh.runtime import metrics
 from dfmesh.runtime.errors import DfmeshError
+from dfmesh.runtime.tracing import span
 from services.ingest.audio import BYTES_PER_SAMPLE, decode_audio_pcm, pcm_chunks
 from services.ingest.decode import (
     DecodedFrame,
@@ -183,11 +187,58 @@ async def _iterate_in_thread(items: Iterator[T]) -> AsyncIterator[T]:
         yield item  # type: ignore[misc]
 
 
+class _Prefetch(Iterator[T]):
+    """Items of a blocking iterator produced by a worker thread up to `depth` ahead, so
+    decoding (OpenCV releases the GIL) overlaps the consumer's face detection. `close()`
+    stops the worker and waits for it (the capture it reads must outlive it)."""
+
+    _END = object()
+
+    def __init__(self, items: Iterator[T], depth: int, clock: Stopwatch, stage: str) -> None:
+        self._queue: queue.Queue = queue.Queue(maxsize=max(1, depth))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(items, clock, stage),
+                                        name="ingest-decode", daemon=True)
+        self._thread.start()
+
+    def _put(self, item: object) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self, items: Iterator[T], clock: Stopwatch, stage: str) -> None:
+        try:
+            while not self._stop.is_set():
+                with clock.time(stage):
+                    item = next(items, self._END)
+                if not self._put(item) or item is self._END:
+                    return
+        except BaseException as exc:  # handed to the consumer, raised there
+            self._put(exc)
+
+    def __next__(self) -> T:
+        item = self._queue.get()
+        if item is self._END:
+            raise StopIteration
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def _video_pass(path: Path, probe: MediaProbe, plan: Plan, request: UploadRequest,
                 settings: IngestSettings, detector: FaceDetector, clock: Stopwatch,
                 dense_out: list[DenseResult]) -> Iterator[SampledResult]:
     """Blocking: one pass over the video; yields sampled frames as they are ready and
-    collects the dense window's mouth crops into `dense_out`."""
+    collects the dense window's mouth crops into `dense_out`. Frames are decoded in a
+    worker thread up to `settings.decode_prefetch_frames` ahead of face detection."""
     duration = probe.duration_seconds or (probe.frame_count / probe.fps if probe.fps else 0.0)
     count = min(plan.num_frames, probe.frame_count) if probe.frame_count else plan.num_frames
     times = sample_times(duration, count)
@@ -200,13 +251,11 @@ def _video_pass(path: Path, probe: MediaProbe, plan: Plan, request: UploadReques
             dense_out.append(DenseResult(crop.frame.dense_index, crop.frame.frame_number,
                                          crop.frame.timestamp_seconds, crop.mouth))
 
+    frames = _Prefetch(iter_wanted_frames(cap, times, window, probe.fps,
+                                          settings.seek_min_gap_seconds),
+                       settings.decode_prefetch_frames, clock, "decode")
     try:
-        frames = iter_wanted_frames(cap, times, window, probe.fps, settings.seek_min_gap_seconds)
-        while True:
-            with clock.time("decode"):
-                frame: DecodedFrame | None = next(frames, None)
-            if frame is None:
-                break
+        for frame in frames:
             with clock.time("faces"):
                 if frame.dense_index is not None:
                     keep(tracker.add(frame))
@@ -220,12 +269,13 @@ def _video_pass(path: Path, probe: MediaProbe, plan: Plan, request: UploadReques
         with clock.time("faces"):
             keep(tracker.finish())
     finally:
+        frames.close()
         cap.release()
 
 
 def _image_pass(rgb: np.ndarray, request: UploadRequest, settings: IngestSettings,
                 detector: FaceDetector, clock: Stopwatch) -> SampledResult:
-    with clock.time("faces"):
+    with clock.time("faces"), span("ingest.detect_faces", frame__index=0):
         faces = [crop_face(rgb, d) for d in detector.detect(rgb)]
     full = None
     if request.include_full_frames:
@@ -259,12 +309,12 @@ async def _ingest(request: UploadRequest, chunks: AsyncIterator[bytes],
     with tempfile.TemporaryDirectory(prefix="ingest-", dir=settings_dir) as tmp:
         try:
             path = Path(tmp) / (f"upload.{ext}" if ext else "upload")
-            with clock.time("spool"):
+            with clock.time("spool"), span("ingest.spool"):
                 spooled = await spool_chunks(chunks, path, settings.max_upload_bytes)
             if spooled.size_bytes == 0:
                 raise EmptyUpload("empty upload: no data chunks followed the header; "
                                   "send the file's bytes after the IngestHeader")
-            with clock.time("probe"):
+            with clock.time("probe"), span("ingest.probe"):
                 probe = await asyncio.to_thread(probe_media, path, settings.tool_timeout_seconds)
             check_extension(probe, ext)
             check_duration(probe, settings.max_duration_seconds)
@@ -277,12 +327,12 @@ async def _ingest(request: UploadRequest, chunks: AsyncIterator[bytes],
             video_path, transcoded = path, False
             still: np.ndarray | None = None
             if probe.kind is MediaKind.IMAGE:
-                with clock.time("decode"):
+                with clock.time("decode"), span("ingest.decode"):
                     still = await asyncio.to_thread(read_image, path)
                 # EXIF orientation is applied on decode: report the size as delivered.
                 probe = replace(probe, width=still.shape[1], height=still.shape[0])
             if probe.kind is MediaKind.VIDEO:
-                with clock.time("decode"):
+                with clock.time("decode"), span("ingest.decode"):
                     video_path, transcoded = await asyncio.to_thread(
                         _decodable_video, path, Path(tmp), settings.tool_timeout_seconds)
             yield ClipFacts(analysis_id, probe, transcoded, spooled.sha256, spooled.size_bytes)
@@ -293,9 +343,13 @@ async def _ingest(request: UploadRequest, chunks: AsyncIterator[bytes],
             if probe.kind is MediaKind.VIDEO:
                 passed = _video_pass(video_path, probe, plan, request, settings, detector,
                                      clock, dense)
-                async for frame in _iterate_in_thread(passed):
-                    sampled.add(frame)
-                    yield frame
+                with span("ingest.sample_frames") as sampling:
+                    async for frame in _iterate_in_thread(passed):
+                        sampled.add(frame)
+                        yield frame
+                    sampling.set_attributes({"frames": sampled.frames, "faces": sampled.faces,
+                                             "decode_ms": clock.ms.get("decode", 0.0),
+                                             "faces_ms": clock.ms.get("faces", 0.0)})
                 if not sampled.frames:
                     raise Undecodable("no frame could be decoded from the video stream; the "
                                       "file is corrupt or truncated beyond repair")
@@ -366,7 +420,7 @@ def _decodable_video(path: Path, tmp: Path, timeout: float) -> tuple[Path, bool]
 
 
 async def _timed_audio(path: Path, settings: IngestSettings, clock: Stopwatch) -> bytes:
-    with clock.time("audio"):
+    with clock.time("audio"), span("ingest.audio"):
         return await decode_audio_pcm(path, settings.audio_sample_rate,
                                       settings.tool_timeout_seconds)
 

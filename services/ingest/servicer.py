@@ -15,6 +15,7 @@ from deepfake.v1 import ingest_pb2, ingest_pb2_grpc, media_pb2
 from dfmesh.runtime.errors import DfmeshError, NotReady
 from dfmesh.runtime.logging import analysis_id_var
 from dfmesh.runtime.server import BaseService
+from dfmesh.runtime.tracing import annotate
 from services.ingest.faces import FaceCrops, FaceDetector
 from services.ingest.limits import IngestSlots
 from services.ingest.pipeline import (
@@ -29,7 +30,7 @@ from services.ingest.pipeline import (
 )
 from services.ingest.rejections import BadRequest
 from services.ingest.settings import IngestSettings
-from services.ingest.spool import loggable_name
+from services.ingest.spool import extension_hint
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +175,9 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
             request = upload_request(await stream.header())
             if request.analysis_id:
                 analysis_id_var.set(request.analysis_id)
-            log.info("ingest started", extra={"upload": loggable_name(request.filename),
+            annotate(analysis__id=request.analysis_id)
+            # The client's file name stays out of the logs (it can carry personal data).
+            log.info("ingest started", extra={"extension": extension_hint(request.filename),
                                                "declared_size": request.declared_size})
             async for result in ingest_upload(request, stream.chunks(), self.service.settings,
                                               detector):
@@ -200,6 +203,6 @@ class IngestService(BaseService):
         s = self.settings
         detector = self._preloaded or await asyncio.to_thread(
             FaceDetector, s.detect_max_side, s.min_face_size, s.min_face_score,
-            s.max_faces_per_frame)
+            s.max_faces_per_frame, s.mtcnn_backend, s.torch_threads)
         await asyncio.to_thread(detector.warm_up)
         self.detector = detector

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,6 @@ MEDIA_EXTENSIONS = frozenset({
 """Extensions kept as a hint for ffmpeg's format detection; anything else is dropped."""
 
 IMAGE_EXTENSIONS = frozenset({"jpg", "jpeg", "png", "bmp", "webp", "tif", "tiff"})
-_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def extension_hint(filename: str) -> str:
@@ -26,11 +24,6 @@ def extension_hint(filename: str) -> str:
     else "". The name itself never becomes part of a path."""
     ext = filename.rsplit(".", 1)[-1].lower() if "." in filename else ""
     return ext if ext in MEDIA_EXTENSIONS else ""
-
-
-def loggable_name(filename: str, limit: int = 80) -> str:
-    """The file name reduced to harmless characters, for logs only."""
-    return _SAFE_NAME.sub("_", filename)[:limit]
 
 
 @dataclass(frozen=True)
