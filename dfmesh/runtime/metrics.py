@@ -1,7 +1,11 @@
 """Every Prometheus metric the mesh exports, declared in this one module.
 
 Naming: prefix deepfake_, base units (seconds, bytes), counters end in _total, latency
-histograms in _seconds. Each process serves its own registry on its metrics port.
+histograms in _seconds, probabilities (0..1, no unit) in _prob_fake, counts of items without
+a suffix. Labels: `service` (the process), `branch`, `model_version` where a model answers.
+Each process serves its own registry on its metrics port (the gateway on /metrics of its
+HTTP port). tests/observability/test_metrics.py scrapes every service after an analysis;
+tests/k8s checks that the dashboard, alert rules and adapter rules query only these names.
 """
 
 from __future__ import annotations
@@ -22,11 +26,14 @@ INFLIGHT = Gauge(
     "deepfake_inflight_requests", "RPCs in progress (an autoscaling input).",
     ["service", "method"])
 QUEUE_SECONDS = Histogram(
-    "deepfake_queue_seconds", "Time a request waited for a worker slot (an autoscaling input).",
+    "deepfake_queue_seconds", "Time a request waited for a worker slot (an autoscaling input); "
+    "branches observe it at their inference admission.",
     ["service"], buckets=LATENCY_BUCKETS)
 READY = Gauge("deepfake_service_ready", "1 when health is SERVING, else 0.", ["service"])
 STAGE_SECONDS = Histogram(
-    "deepfake_stage_seconds", "Time spent per processing stage.",
+    "deepfake_stage_seconds", "Time spent per processing stage (ingest: spool, probe, decode, "
+    "faces, audio; branches: collect, preprocess, inference, postprocess, total; fusion: "
+    "ingest, each branch after its input was complete, fusion, total).",
     ["service", "stage"], buckets=LATENCY_BUCKETS)
 
 
@@ -43,12 +50,6 @@ GATEWAY_ANALYSES = Counter(
     "deepfake_gateway_analyses_total", "Analyses finished, by outcome (complete or error code).",
     ["outcome"])
 
-
-def start_metrics_server(port: int, host: str = "127.0.0.1") -> None:
-    """Serve /metrics on host:port (no-op when port is 0)."""
-    if port:
-        start_http_server(port, addr=host)
-
 # --- branch services (recorded by dfmesh.runtime.model_server) ---
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048)
 
@@ -56,8 +57,8 @@ INFERENCE_SECONDS = Histogram(
     "deepfake_inference_seconds", "ONNX Runtime time per request (all session runs).",
     ["branch", "model_version"], buckets=LATENCY_BUCKETS)
 BRANCH_PROB = Histogram(
-    "deepfake_branch_prob_fake", "Each branch's clip-level probability (a drift signal).",
-    ["branch"], buckets=PROB_BUCKETS)
+    "deepfake_branch_prob_fake", "Each branch's clip-level probability, by model version "
+    "(a drift signal).", ["branch", "model_version"], buckets=PROB_BUCKETS)
 ITEM_PROB = Histogram(
     "deepfake_branch_item_prob_fake", "Per-item probabilities (crops, patches, windows).",
     ["branch"], buckets=PROB_BUCKETS)
@@ -72,9 +73,6 @@ MODEL_INFO = Gauge(
     ["branch", "model", "version", "sha256", "provider"])
 
 # --- ingest ---
-INGEST_DECODE_SECONDS = Histogram(
-    "deepfake_ingest_decode_seconds", "Time to decode and sample one upload's frames.",
-    buckets=LATENCY_BUCKETS)
 INGEST_FACES = Counter(
     "deepfake_ingest_faces_total", "Faces found in sampled frames.")
 INGEST_UPLOAD_BYTES = Histogram(
@@ -91,7 +89,8 @@ FUSION_DEGRADED = Counter(
     "deepfake_fusion_degraded_total", "Degraded results, by the branch that was missing.",
     ["branch"])
 FUSION_VERDICTS = Counter(
-    "deepfake_fusion_verdicts_total", "Results by verdict and fusion head.", ["verdict", "head"])
+    "deepfake_fusion_verdicts_total", "Results by verdict, fusion head and whether a planned "
+    "branch was missing (degraded: true|false).", ["verdict", "head", "degraded"])
 FUSION_PROB_FAKE = Histogram(
     "deepfake_fusion_prob_fake", "The fused probability that a clip is fake.",
     buckets=PROB_BUCKETS)
@@ -99,3 +98,9 @@ BRANCH_CALL_SECONDS = Histogram(
     "deepfake_branch_call_seconds", "Orchestrator -> branch call latency, by outcome "
     "(ok, no_input, unavailable, late, failed, not_serving).",
     ["branch", "outcome"], buckets=LATENCY_BUCKETS)
+
+
+def start_metrics_server(port: int, host: str = "127.0.0.1") -> None:
+    """Serve /metrics on host:port (no-op when port is 0)."""
+    if port:
+        start_http_server(port, addr=host)

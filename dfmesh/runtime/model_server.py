@@ -310,7 +310,7 @@ class ModelServer(BaseService):
         metrics.INFERENCE_SECONDS.labels(self.branch, self.manifest.version).observe(
             output.timings_ms["inference"] / 1000.0)
         metrics.BATCH_SIZE.labels(self.branch).observe(len(prepared.items))
-        metrics.BRANCH_PROB.labels(self.branch).observe(output.prob_fake)
+        metrics.BRANCH_PROB.labels(self.branch, self.manifest.version).observe(output.prob_fake)
         for _, prob in output.item_scores:
             metrics.ITEM_PROB.labels(self.branch).observe(prob)
 

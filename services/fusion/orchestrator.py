@@ -602,7 +602,8 @@ class _Run:
             metrics.FUSION_EARLY_EXITS.inc()
         for name in outcome.missing_branches:
             metrics.FUSION_DEGRADED.labels(name).inc()
-        metrics.FUSION_VERDICTS.labels(outcome.verdict, outcome.fusion_head.split(":")[0]).inc()
+        metrics.FUSION_VERDICTS.labels(outcome.verdict, outcome.fusion_head.split(":")[0],
+                                       str(outcome.degraded).lower()).inc()
         metrics.FUSION_PROB_FAKE.observe(outcome.prob_fake)
         for stage, ms in outcome.timings_ms.items():
             if stage.startswith("ingest_"):

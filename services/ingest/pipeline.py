@@ -261,7 +261,8 @@ def _video_pass(path: Path, probe: MediaProbe, plan: Plan, request: UploadReques
                     keep(tracker.add(frame))
                 if frame.sample_index is None:
                     continue
-                faces = [crop_face(frame.rgb, d) for d in detector.detect(frame.rgb)]
+                with span("ingest.detect_faces", frame__index=frame.sample_index):
+                    faces = [crop_face(frame.rgb, d) for d in detector.detect(frame.rgb)]
             full = (downscale_to(frame.rgb, settings.full_frame_max_side)[0]
                     if request.include_full_frames else None)
             yield SampledResult(frame.sample_index, frame.frame_number, frame.timestamp_seconds,
@@ -372,7 +373,6 @@ async def _ingest(request: UploadRequest, chunks: AsyncIterator[bytes],
                 sampled.add(frame)
                 yield frame
                 summary.notes.append("still image: one frame, no dense window, no audio")
-            metrics.INGEST_DECODE_SECONDS.observe(clock.ms.get("decode", 0.0) / 1000.0)
 
             if audio_task is not None:
                 pcm = await _audio_result(audio_task, probe, summary)
@@ -395,6 +395,8 @@ async def _ingest(request: UploadRequest, chunks: AsyncIterator[bytes],
             if dense and not any(d.mouth is not None for d in dense):
                 summary.notes.append("no face found in the dense window")
             summary.timings_ms = {k: round(v, 1) for k, v in clock.ms.items()}
+            for stage, ms in clock.ms.items():
+                metrics.STAGE_SECONDS.labels("ingest", stage).observe(ms / 1000.0)
             yield summary
         finally:
             if audio_task is not None:
