@@ -227,12 +227,13 @@ def score_segment(seg: Segment, frames: list[np.ndarray], models: OnnxBranches,
         if audio_side is not None:
             scores.update(audio_side[a_key])
         r = row(seg, version, label, scores)
-        if visual_side is None:
-            merge_branches(r, previous[version], VISUAL_BRANCHES)
-        if audio_side is None:
-            merge_branches(r, previous[version], AUDIO_BRANCHES)
+        old = (previous or {}).get(version)
+        if visual_side is None and old is not None:
+            merge_branches(r, old, VISUAL_BRANCHES)
+        if audio_side is None and old is not None:
+            merge_branches(r, old, AUDIO_BRANCHES)
         r["details"] = ({"resynthesis": method if a_key == "audio" else None}
-                        if method is not None else previous[version].get("details", {}))
+                        if method is not None else (old or {}).get("details", {}))
         rows.append(r)
     return rows
 
@@ -251,9 +252,9 @@ def build_rows(tracks: list[DenseClip], data_dir: Path, models: OnnxBranches,
                sides: tuple[str, ...] = ("visual", "audio")) -> Path:
     """Score every segment of every usable track; write rows.jsonl (one line per version).
     With sides=("visual",) or ("audio",), only that side is re-scored and the other is kept
-    from the existing rows.jsonl."""
+    from the existing rows.jsonl (left empty where a segment has no previous row)."""
     previous: dict[str, dict[str, dict]] = {}
-    if len(sides) < 2:
+    if len(sides) < 2 and out_path.is_file():
         for r in load_rows(out_path):
             previous.setdefault(r["segment"], {})[r["version"]] = r
     usable = [t for t in tracks if usable_for_fusion(t)]
@@ -272,9 +273,7 @@ def build_rows(tracks: list[DenseClip], data_dir: Path, models: OnnxBranches,
                 other = same_split[int(pick.integers(len(same_split)))] if same_split else None
                 swap = (segment_pcm(other, 0.0, seg.end - seg.start) if other is not None
                         else np.zeros(0, np.float32))
-                old = previous.get(seg.name) if previous else None
-                if previous and old is None:
-                    raise ValueError(f"{seg.name} missing from {out_path}; rescore both sides")
+                old = previous.get(seg.name)
                 for r in score_segment(seg, frames, models, donors_by_split[track.clip.split],
                                        swap, seed, old, sides):
                     fh.write(json.dumps(r) + "\n")

@@ -45,6 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rescore", choices=("all", "visual", "audio"), default=None,
                         help="rebuild rows.jsonl: every branch, or only the frame branches "
                              "(tiny_gate, visual, temporal, mri) or only audio and sync")
+    parser.add_argument("--score-only", action="store_true", help="write rows.jsonl, fit nothing")
 
 
 def donor_pools(seed: int) -> dict[str, DonorPool]:
@@ -88,9 +89,9 @@ def summarize(bundle: dict, rows: dict[str, list[dict]]) -> dict:
 def run(args: argparse.Namespace) -> dict:
     seed_everything(args.seed)
     if args.rescore or not args.rows.is_file():
-        if args.rescore in ("visual", "audio") and not args.rows.is_file():
-            args.rescore = "all"
         score_rows(args)
+    if args.score_only:
+        return {}
     all_rows = load_rows(args.rows)
     rows = {s: [r for r in all_rows if r["split"] == s] for s in ("train", "val", "test")}
     bundle = fit_bundle(rows["train"], rows["val"])
