@@ -177,6 +177,7 @@ def result_to_dict(result: orchestrator_pb2.AnalysisResult) -> dict[str, Any]:
         "missingBranches": list(result.missing_branches),
         "degraded": result.degraded,
         "earlyExit": result.early_exit,
+        "fromCache": result.from_cache,
         "explanation": result.explanation,
         "timingsMs": dict(result.timings_ms),
         "analysisId": result.analysis_id,

@@ -65,6 +65,9 @@ ITEM_PROB = Histogram(
 BATCH_SIZE = Histogram(
     "deepfake_inference_batch_size", "Items per request sent through the model.",
     ["branch"], buckets=BATCH_BUCKETS)
+BATCH_REQUESTS = Histogram(
+    "deepfake_inference_batch_requests", "Requests joined into one session run by the "
+    "micro-batcher (DFMESH_BATCH_WINDOW_MS).", ["branch"], buckets=(1, 2, 3, 4, 6, 8, 12, 16))
 BRANCH_RESULTS = Counter(
     "deepfake_branch_results_total", "Branch results by status (OK, NO_INPUT, FALLBACK).",
     ["branch", "status"])
@@ -94,6 +97,9 @@ FUSION_VERDICTS = Counter(
 FUSION_PROB_FAKE = Histogram(
     "deepfake_fusion_prob_fake", "The fused probability that a clip is fake.",
     buckets=PROB_BUCKETS)
+FUSION_CACHE_LOOKUPS = Counter(
+    "deepfake_fusion_cache_lookups_total", "Result cache lookups by result (hit, miss).",
+    ["result"])
 BRANCH_CALL_SECONDS = Histogram(
     "deepfake_branch_call_seconds", "Orchestrator -> branch call latency, by outcome "
     "(ok, no_input, unavailable, late, failed, not_serving).",

@@ -7,14 +7,16 @@
     postprocess()  Prepared + outputs -> BranchOutput: named statistics, prob_fake, item scores
 
 A subclass sets `branch`, `wants` (which payloads to decode), `input_names` and
-`output_names`, and writes `preprocess` and `postprocess`. `predict` is the seam where
-cross-request micro-batching would go. Input a branch cannot use is reported with
+`output_names`, and writes `preprocess` and `postprocess`. Concurrent requests' feeds are
+joined into shared session runs by dfmesh.runtime.batching.MicroBatcher where the model's
+batch axis is dynamic (DFMESH_BATCH_WINDOW_MS, DFMESH_MAX_BATCH_SIZE). Input a branch cannot use is reported with
 `raise NoUsableInput(detail)`, which becomes a NO_INPUT result, not an error.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import time
@@ -28,6 +30,7 @@ from pydantic import Field
 
 from deepfake.v1 import branch_pb2, branch_pb2_grpc
 from dfmesh.runtime import metrics
+from dfmesh.runtime.batching import MicroBatcher
 from dfmesh.runtime.branch_inputs import BranchInputs, collect, select_face_crops
 from dfmesh.runtime.config import ServiceSettings
 from dfmesh.runtime.errors import InvalidInput, ModelIntegrityError, NotReady
@@ -51,7 +54,11 @@ class ModelServerSettings(ServiceSettings):
                                     description="auto = CUDA when onnxruntime-gpu sees a GPU")
     intra_op_threads: int = Field(1, ge=0, description="ONNX Runtime threads per inference; "
                                                        "0 = one per core (set to the CPU limit)")
-    max_batch_size: int = Field(64, ge=1, description="items per session run; more are sliced")
+    max_batch_size: int = Field(64, ge=1, description="items per session run; more are sliced "
+                                "(also the most rows the micro-batcher joins)")
+    batch_window_ms: float = Field(2.0, ge=0, le=1000, description="how long the first waiting "
+                                   "request waits for others to share its session run; 0 = join "
+                                   "only requests already queued (dfmesh.runtime.batching)")
     max_concurrent_inferences: int = Field(1, ge=1, description="requests computing at once; "
                                                                 "others queue")
     max_audio_seconds: float = Field(600.0, gt=0, description="longer PCM is refused")
@@ -175,6 +182,7 @@ class ModelServer(BaseService):
         self.session: ort.InferenceSession | None = None
         self.provider = ""
         self._slots: asyncio.Semaphore | None = None
+        self.batcher: MicroBatcher | None = None
 
     def register(self, server: aio.Server) -> None:
         branch_pb2_grpc.add_BranchServiceServicer_to_server(BranchServicer(self), server)
@@ -188,7 +196,16 @@ class ModelServer(BaseService):
             log.error("refusing to start: %s", exc.message, extra={"branch": self.branch})
             raise
         self._slots = asyncio.Semaphore(self.settings.max_concurrent_inferences)
+        if self.batchable():
+            self.batcher = MicroBatcher(self.predict, self.settings.batch_window_ms / 1000.0,
+                                        self.settings.max_batch_size, self.branch)
         self.ready = True
+
+    def batchable(self) -> bool:
+        """Whether requests can share a session run: every input's batch axis is dynamic."""
+        assert self.session is not None
+        return all(arg.shape and not isinstance(arg.shape[0], int)
+                   for arg in self.session.get_inputs())
 
     def load_model(self) -> None:
         """Verify, open and warm up the model (blocking)."""
@@ -277,10 +294,15 @@ class ModelServer(BaseService):
             embeddings=embeddings or [])
 
     async def analyze(self, inputs: BranchInputs) -> BranchOutput:
-        """preprocess -> predict -> postprocess off the event loop, timed."""
+        """preprocess -> predict -> postprocess off the event loop, timed.
+
+        At most max_concurrent_inferences requests preprocess at once. With a micro-batcher
+        the slot is released before inference, so requests queue at the batcher and share
+        session runs; without one, the slot covers inference too."""
         assert self._slots is not None and self.manifest is not None
         queued = time.perf_counter()
-        async with self._slots:
+        async with contextlib.AsyncExitStack() as slot:
+            await slot.enter_async_context(self._slots)
             metrics.QUEUE_SECONDS.labels(self.branch).observe(time.perf_counter() - queued)
             timings: dict[str, float] = {}
             start = time.perf_counter()
@@ -290,13 +312,18 @@ class ModelServer(BaseService):
             except NoUsableInput as exc:
                 return BranchOutput("NO_INPUT", exc.detail, timings_ms=timings)
             timings["preprocess"] = _ms_since(start)
+            if self.batcher is not None:
+                await slot.aclose()
             start = time.perf_counter()
             with tracer.start_as_current_span(f"{self.branch}.inference") as span:
                 span.set_attribute("batch_size", len(prepared.items))
                 span.set_attributes({"model.name": self.manifest.name,
                                      "model.version": self.manifest.version,
                                      "model.provider": self.provider})
-                outputs = await asyncio.to_thread(self.predict, prepared.feeds)
+                if self.batcher is not None:
+                    outputs = await self.batcher.predict(prepared.feeds)
+                else:
+                    outputs = await asyncio.to_thread(self.predict, prepared.feeds)
             timings["inference"] = _ms_since(start)
             start = time.perf_counter()
             output = self.postprocess(prepared, outputs)

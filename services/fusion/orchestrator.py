@@ -36,7 +36,8 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
 
 import grpc
 from grpc import aio
@@ -148,6 +149,20 @@ class AnalysisOutcome:
     fusion_head: str
     clip: media_pb2.ClipInfo | None
     threshold: float
+    from_cache: bool = False
+
+
+class ResultCacheLike(Protocol):
+    """services.fusion.cache.ResultCache as the orchestrator uses it."""
+
+    models: Any
+
+    def key(self, clip_sha256: str, options: dict[str, object],
+            bundle_sha256: str) -> str | None: ...
+
+    async def get(self, key: str) -> AnalysisOutcome | None: ...
+
+    async def put(self, key: str, outcome: AnalysisOutcome) -> None: ...
 
 
 class Feed:
@@ -204,10 +219,11 @@ class Orchestrator:
     """Runs analyses against ingest and the branches; holds the bundle and the limits."""
 
     def __init__(self, settings: FusionSettings, upstreams: Upstreams,
-                 bundle: FusionBundle) -> None:
+                 bundle: FusionBundle, cache: ResultCacheLike | None = None) -> None:
         self.settings = settings
         self.upstreams = upstreams
         self.bundle = bundle
+        self.cache = cache
         self.active = 0
 
     @property
@@ -284,6 +300,8 @@ class _Run:
         self.timings: dict[str, float] = {}
         self.ingest_task: asyncio.Task | None = None
         self.branches_task: asyncio.Task | None = None
+        self.cache_key: str | None = None
+        self.cached: AnalysisOutcome | None = None
         self.span: trace.Span = trace.INVALID_SPAN  # the analysis span, set by run()
         self.trace_context = otel_context.get_current()
 
@@ -317,6 +335,8 @@ class _Run:
                     raise asyncio.CancelledError
             elif (exc := self.ingest_task.exception()) is not None:
                 raise exc
+            if self.cached is not None:
+                return self._cached_result(self.cached, start)
             if self.branches_task is None:
                 raise InvalidInput("ingest ended without describing the clip")
             await self.branches_task
@@ -336,8 +356,46 @@ class _Run:
         self.timings["total"] = (time.perf_counter() - start) * 1000
         outcome.timings_ms = dict(self.timings)
         self._record_metrics(outcome)
+        if self.o.cache is not None and not outcome.degraded:
+            key = self._cache_key()
+            if key is not None:
+                await self.o.cache.put(key, outcome)
         self.emit("FINAL_CLASSIFICATION", 100.0, "Final classification")
         return outcome
+
+    # --- the result cache ---
+    def _cache_key(self) -> str | None:
+        assert self.o.cache is not None
+        if self.clip is None:
+            return None
+        opts = self.ingest_options
+        options = {"method": self.method, "mode": self.mode, "early_exit": self.early_exit_on,
+                   "early_exit_threshold": self.settings.early_exit_threshold,
+                   "threshold": self.o.threshold, "num_frames": opts.num_frames,
+                   "dense_window_seconds": round(opts.dense_window_seconds, 6),
+                   "full_frames": opts.include_full_frames}
+        return self.o.cache.key(self.clip.sha256, options, self.o.bundle.sha256)
+
+    async def _look_up_cache(self, clip: media_pb2.ClipInfo) -> bool:
+        """True (and self.cached set) when this clip's result is in the cache."""
+        if self.o.cache is None:
+            return False
+        self.clip = clip
+        key = self._cache_key()
+        found = await self.o.cache.get(key) if key is not None else None
+        metrics.FUSION_CACHE_LOOKUPS.labels("hit" if found else "miss").inc()
+        self.cached = found
+        return found is not None
+
+    def _cached_result(self, cached: AnalysisOutcome, start: float) -> AnalysisOutcome:
+        timings = {k: v for k, v in self.timings.items() if k == "ingest"}
+        timings["total"] = (time.perf_counter() - start) * 1000
+        self.span.set_attribute("from_cache", True)
+        self.emit("FINAL_CLASSIFICATION", 100.0, "Final classification (cached result)")
+        log.info("analysis answered from the result cache",
+                 extra={"verdict": cached.verdict, "total_ms": round(timings["total"])})
+        return replace(cached, analysis_id=self.analysis_id, timings_ms=timings,
+                       clip=self.clip, from_cache=True)
 
     # --- ingest ---
     async def _ingest_requests(self) -> AsyncIterator[ingest_pb2.IngestRequest]:
@@ -368,6 +426,9 @@ class _Run:
                                        timeout=self.settings.ingest_deadline_seconds)
         try:
             async for packet in call:
+                if packet.HasField("clip_info") and await self._look_up_cache(packet.clip_info):
+                    call.cancel()  # the same upload was analysed before: ingest can stop
+                    return
                 self._route(packet)
                 if packet.HasField("summary"):
                     self.timings.update({f"ingest_{k}": v
@@ -544,6 +605,8 @@ class _Run:
 
     def _record(self, outcome: BranchOutcome, label: str = "") -> BranchOutcome:
         self.outcomes[outcome.name] = outcome
+        if self.o.cache is not None and outcome.result is not None:
+            self.o.cache.models.update(outcome.name, outcome.result.model)
         if outcome.latency_ms:
             self.timings[outcome.name] = outcome.after_input_ms or outcome.latency_ms
             metrics.BRANCH_CALL_SECONDS.labels(outcome.name, label or outcome.state).observe(

@@ -47,6 +47,16 @@ class FusionSettings(ServiceSettings):
                                                 "no face is found")
     fusion_version: str = Field("latest", description="model repository version of the bundle")
 
+    result_cache_size: int = Field(1024, ge=0, description="results kept in memory for "
+                                   "identical uploads; 0 = no result cache")
+    result_cache_ttl_seconds: float = Field(3600.0, gt=0, description="how long a cached "
+                                            "result is served")
+    result_cache_model_max_age_seconds: float = Field(
+        300.0, gt=0, description="the cache answers only while every branch reported its "
+        "model within this window (a model rollout is noticed within it)")
+    redis_url: str = Field("", description="e.g. redis://redis:6379/0: the result cache in "
+                           "Redis, shared by fusion replicas; empty = in this process")
+
     max_concurrent_analyses: int = Field(4, ge=1, description="more at once are refused")
     busy_retry_seconds: float = Field(2.0, ge=0, description="retry hint when busy")
     max_upload_bytes: int = Field(512 * MiB, ge=1, description="larger uploads are refused")
