@@ -9,6 +9,8 @@ command -v ffmpeg >/dev/null || need_apt+=(ffmpeg)
 if [ "${DFMESH_SETUP_TEST_DEPS:-0}" = "1" ]; then
   command -v redis-server >/dev/null || need_apt+=(redis-server)
   command -v chromium >/dev/null || need_apt+=(chromium chromium-driver)
+  # promtool checks and unit-tests the alert rules (tests/observability/test_alerts.py).
+  command -v promtool >/dev/null || need_apt+=(prometheus)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = "0" ]; then SUDO=""; else SUDO="sudo"; fi

@@ -51,7 +51,8 @@ class ServiceSettings(BaseSettings):
 
     tracing: bool = Field(False, description="switch OpenTelemetry tracing on")
     otlp_endpoint: str = Field("", description="OTLP/gRPC collector, e.g. http://otel:4317")
-    trace_file: str = Field("", description="append spans as JSON lines to this file")
+    trace_file: str = Field("", description="append spans as JSON lines to this file; "
+                                            "{service} in it becomes the service name")
 
     tls_cert_file: str = ""
     tls_key_file: str = ""
