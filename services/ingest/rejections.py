@@ -7,11 +7,13 @@
     ├── Undecodable         undecodable   └── Busy         busy
     ├── ExtensionMismatch   extension_mismatch
     └── BadRequest          bad_request
+    NotReady (UNAVAILABLE)
+    └── NoSpace             no_space     the temp dir is full: another replica may have room
 """
 
 from __future__ import annotations
 
-from dfmesh.runtime.errors import DfmeshError, InvalidInput, LimitExceeded
+from dfmesh.runtime.errors import DfmeshError, InvalidInput, LimitExceeded, NotReady
 
 
 class EmptyUpload(InvalidInput):
@@ -36,6 +38,10 @@ class ExtensionMismatch(InvalidInput):
 
 class BadRequest(InvalidInput):
     reason = "bad_request"
+
+
+class NoSpace(NotReady):
+    reason = "no_space"
 
 
 class TooLarge(LimitExceeded):

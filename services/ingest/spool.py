@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.ingest.rejections import TooLarge
+from services.ingest.rejections import NoSpace, TooLarge
 
 MEDIA_EXTENSIONS = frozenset({
     "mp4", "m4v", "mov", "mkv", "webm", "avi", "mpg", "mpeg", "ts", "mts", "flv", "wmv", "3gp",
@@ -46,12 +47,18 @@ async def spool_chunks(chunks: AsyncIterator[bytes], path: Path, max_bytes: int)
     """Write `chunks` to `path` (created new, mode 0600) and hash them; stop as soon as the
     total passes `max_bytes`. The caller removes the file."""
     digest, size = hashlib.sha256(), 0
-    with path.open("xb") as out:
-        path.chmod(0o600)
-        async for chunk in chunks:
-            size += len(chunk)
-            if size > max_bytes:
-                raise too_large(size, max_bytes)
-            digest.update(chunk)
-            out.write(chunk)
+    try:
+        with path.open("xb") as out:
+            path.chmod(0o600)
+            async for chunk in chunks:
+                size += len(chunk)
+                if size > max_bytes:
+                    raise too_large(size, max_bytes)
+                digest.update(chunk)
+                out.write(chunk)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise NoSpace("ingest has no disk space left for uploads (DFMESH_TEMP_DIR is full); "
+                      "retry shortly or on another replica", retry_after_seconds=5.0) from None
     return SpooledUpload(path, size, digest.hexdigest())
