@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import tempfile
 from collections.abc import AsyncIterator
@@ -149,8 +150,12 @@ async def _spool_upload(upload: MultipartFileStream, directory: Path | None) -> 
             await asyncio.to_thread(f.write, await upload.sniff())
             async for chunk in upload.chunks():
                 await asyncio.to_thread(f.write, chunk)
-    except BaseException:
+    except BaseException as exc:
         path.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise ApiError(503, "no_space", "the gateway has no disk space left to hold the "
+                           "upload (DFMESH_SPOOL_DIR is full); try again shortly",
+                           retry_after=5) from None
         raise
     return path
 
