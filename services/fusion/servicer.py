@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 from grpc import aio
 
 from deepfake.v1 import branch_pb2, orchestrator_pb2, orchestrator_pb2_grpc
-from dfmesh.runtime.errors import InvalidInput, NotReady
+from dfmesh.runtime.errors import DfmeshError, InvalidInput, NotReady
 from dfmesh.runtime.tracing import current_trace_id
 from services.fusion.orchestrator import (
     AnalysisOptions,
@@ -17,6 +19,8 @@ from services.fusion.orchestrator import (
     ProgressEvent,
 )
 
+DRAIN_MAX_BYTES = 64 * 2**20
+DRAIN_MAX_SECONDS = 5.0
 MODES = {orchestrator_pb2.LOGREG: "logreg", orchestrator_pb2.ADAPTIVE: "adaptive"}
 MODE_ENUMS = {v: k for k, v in MODES.items()}
 METHODS = {orchestrator_pb2.FUSION: "fusion", orchestrator_pb2.PLAIN_FRAMES: "plain_frames",
@@ -95,9 +99,28 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
                 yield request.data
 
         trace_id = current_trace_id()
-        async for event in orchestrator.analyze(header.upload, chunks(),
-                                                options_from_pb(header.options)):
-            if isinstance(event, ProgressEvent):
-                yield progress_to_pb(event)
-            else:
-                yield result_to_pb(event, trace_id)
+        try:
+            async for event in orchestrator.analyze(header.upload, chunks(),
+                                                    options_from_pb(header.options)):
+                if isinstance(event, ProgressEvent):
+                    yield progress_to_pb(event)
+                else:
+                    yield result_to_pb(event, trace_id)
+        except DfmeshError:
+            await drain(request_iterator)
+            raise
+
+
+async def drain(requests: AsyncIterator[orchestrator_pb2.AnalyzeRequest]) -> None:
+    """Read and drop what the caller is still sending, within bounds, before failing the
+    call: a grpc.aio client still writing when the server ends the call reports INTERNAL
+    instead of the server's status (grpc/grpc#36066), as ingest's UploadStream.drain."""
+    async def discard() -> None:
+        received = 0
+        async for request in requests:
+            received += request.ByteSize()
+            if received > DRAIN_MAX_BYTES:
+                return
+
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(discard(), DRAIN_MAX_SECONDS)
