@@ -12,6 +12,7 @@ from grpc import aio
 from dfmesh.runtime.config import ServiceSettings
 from dfmesh.runtime.tracing import client_interceptors
 
+RECONNECT_BACKOFF_MAX_MS = 5000
 _SERVICE_CONFIG = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
 
 
@@ -25,6 +26,10 @@ def channel_options(settings: ServiceSettings) -> list[tuple[str, Any]]:
         ("grpc.keepalive_timeout_ms", int(settings.keepalive_timeout_seconds * 1000)),
         ("grpc.service_config", _SERVICE_CONFIG),
         ("grpc.enable_retries", 0),
+        # gRPC's default backoff grows to 120 s while a peer is down, so a restarted
+        # service would stay unused for up to two minutes; cap it.
+        ("grpc.initial_reconnect_backoff_ms", 500),
+        ("grpc.max_reconnect_backoff_ms", RECONNECT_BACKOFF_MAX_MS),
     ]
 
 
