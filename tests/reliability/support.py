@@ -131,3 +131,4 @@ def timed(fn, *args, **kwargs):
     if asyncio.iscoroutine(value):
         value = asyncio.run(value)
     return time.monotonic() - start, value
+
