@@ -1,10 +1,13 @@
 """One traced mesh for the observability tests: every service as a process with tracing to
 a JSON-lines file per service and Prometheus on grpc port + 1000, a gateway with an API
-key, and one analysis through the async REST flow whose upload carries a marker in its
-name and its bytes (the logs must not)."""
+key. Two analyses: one through the async REST flow with the early exit off (every branch
+takes part) whose upload carries a marker in its name and its bytes (the logs must not),
+then one straight to fusion over gRPC with the early exit asked for per request (the gate
+ends it; the mesh's exit threshold is set so that it does)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import tempfile
 import time
@@ -16,6 +19,8 @@ from typing import Any
 import httpx
 import pytest
 
+from deepfake.v1 import orchestrator_pb2
+from dfmesh.client import Client
 from tests.gateway_support import poll_until_finished
 from tests.media import make_clip
 from tests.mesh import GRPC_SERVICES, Mesh, Process, start_gateway, start_mesh, stop
@@ -76,7 +81,8 @@ def traced_mesh(shared_data: Path) -> Iterator[TracedMesh]:
         # Early exit off: every branch takes part, so the trace must cover all of them.
         mesh = start_mesh(root, DFMESH_TRACING="1",
                           DFMESH_TRACE_FILE=str(traces / "{service}.jsonl"),
-                          DFMESH_METRICS_PORT="-1", DFMESH_EARLY_EXIT="false")
+                          DFMESH_METRICS_PORT="-1", DFMESH_EARLY_EXIT="false",
+                          DFMESH_EARLY_EXIT_THRESHOLD="0.999")
         try:
             gateway, url = start_gateway(mesh.env, mesh.logs,
                                          DFMESH_API_KEYS=f"{API_KEY}=observability-test")
@@ -103,10 +109,31 @@ def analysis(traced_mesh: TracedMesh, shared_data: Path,
         analysis_id = reply.json()["analysisId"]
         final, _ = poll_until_finished(client, traced_mesh.url + reply.json()["statusUrl"])
     assert final["status"] == "complete", final
+    wait_for_spans(traced_mesh.traces, set(TRACED_SERVICES))
+    return Analysis(analysis_id, reply.headers, final, clip)
+
+
+def wait_for_spans(traces: Path, services: set[str]) -> None:
+    """Until every service in `services` has written spans; the outermost server spans end
+    just after the last message, so a little longer."""
     deadline = time.monotonic() + 15.0
     while time.monotonic() < deadline:
-        if {service_of(s) for s in read_spans(traced_mesh.traces)} >= set(TRACED_SERVICES):
+        if {service_of(s) for s in read_spans(traces)} >= services:
             break
         time.sleep(0.2)
-    time.sleep(0.5)  # the outermost server spans end just after the last message
-    return Analysis(analysis_id, reply.headers, final, clip)
+    time.sleep(0.5)
+
+
+@pytest.fixture(scope="package")
+def early_exit_result(traced_mesh: TracedMesh, analysis: Analysis
+                      ) -> orchestrator_pb2.AnalysisResult:
+    """The second analysis (after `analysis`): gRPC to fusion, early exit asked for."""
+
+    async def run() -> orchestrator_pb2.AnalysisResult:
+        async with Client(traced_mesh.mesh.fusion_addr) as client:
+            return await client.analyze_result(analysis.upload, early_exit=True)
+
+    result = asyncio.run(run())
+    assert result.early_exit, result
+    wait_for_spans(traced_mesh.traces, set(TRACED_SERVICES))
+    return result

@@ -116,3 +116,24 @@ def test_every_log_line_of_the_analysis_carries_its_trace_id(traced_mesh: Traced
             services_logging.add(service)
             assert entry.get("trace_id") == trace_id, (service, entry)
     assert {"gateway", "fusion", "ingest", *BRANCHES} <= services_logging, services_logging
+
+
+def test_an_early_exit_over_grpc_is_one_trace_rooted_at_fusion(
+        traced_mesh: TracedMesh, early_exit_result) -> None:
+    trace_id = early_exit_result.trace_id
+    assert len(trace_id) == 32
+    spans = read_spans(traced_mesh.traces)
+    tagged = {hex_id(s["context"]["trace_id"]) for s in spans
+              if s["attributes"].get("analysis.id") == early_exit_result.analysis_id}
+    assert tagged == {trace_id}
+    ours = [s for s in spans if hex_id(s["context"]["trace_id"]) == trace_id]
+    roots = [s for s in ours if not s["parent_id"]]
+    assert [(service_of(r), r["kind"]) for r in roots] == [("fusion", "SpanKind.SERVER")]
+    ids = {hex_id(s["context"]["span_id"]) for s in ours}
+    assert all(hex_id(s["parent_id"]) in ids for s in ours if s["parent_id"])
+    names = {s["name"] for s in ours}
+    assert "fusion.call.tiny_gate" in names and "tiny_gate.inference" in names
+    assert not {f"fusion.call.{b}" for b in BRANCHES if b != "tiny_gate"} & names
+    whole = next(s for s in ours if s["name"] == "fusion.analysis")["attributes"]
+    assert whole["early_exit"] is True and whole["early_exit.enabled"] is True
+    assert whole["fusion.head"] == "early_exit:tiny_gate"
