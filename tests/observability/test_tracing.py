@@ -4,11 +4,13 @@ parent present, the trace id returned to the caller and carried by every log lin
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections import Counter
 
 import pytest
 
-from tests.mesh import BRANCHES
+from tests.mesh import BRANCHES, REPO_ROOT
 from tests.observability.conftest import (
     TRACED_SERVICES,
     Analysis,
@@ -137,3 +139,18 @@ def test_an_early_exit_over_grpc_is_one_trace_rooted_at_fusion(
     whole = next(s for s in ours if s["name"] == "fusion.analysis")["attributes"]
     assert whole["early_exit"] is True and whole["early_exit.enabled"] is True
     assert whole["fusion.head"] == "early_exit:tiny_gate"
+
+
+def test_trace_tree_prints_the_analysis_from_the_span_files(traced_mesh: TracedMesh,
+                                                            analysis: Analysis) -> None:
+    """The tool docs/OPERATIONS.md tells operators to use on DFMESH_TRACE_FILE output."""
+    files = sorted(str(p) for p in traced_mesh.traces.glob("*.jsonl"))
+    out = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "trace_tree.py"), *files,
+                          "--analysis", analysis.analysis_id], capture_output=True, text=True,
+                         timeout=60, check=True).stdout.splitlines()
+    assert out[0].startswith(f"trace {trace_id_of(analysis)}: ")
+    assert "gateway: POST /v1/analyses" in out[1]
+    body = "\n".join(out)
+    for service in TRACED_SERVICES:
+        assert f" {service}: " in body
+    assert "early_exit=False" in body and "model.provider=CPUExecutionProvider" in body
