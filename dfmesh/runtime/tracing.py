@@ -81,12 +81,28 @@ def setup_tracing(service: str, *, enabled: bool, otlp_endpoint: str = "",
     _enabled = True
 
 
+# Health checks are traced only inside a trace (fusion's check before a branch call is part
+# of the analysis); probes, readiness checks and start-up waits would each be a trace of
+# their own, every few seconds per pod.
+def _traced_client_call(details: Any) -> bool:
+    from opentelemetry.instrumentation.grpc.filters import health_check
+
+    return not health_check()(details) or trace.get_current_span().get_span_context().is_valid
+
+
+def _traced_server_call(details: Any) -> bool:
+    from opentelemetry.instrumentation.grpc.filters import health_check
+
+    metadata = getattr(details, "invocation_metadata", None) or ()
+    return not health_check()(details) or any(key == "traceparent" for key, _ in metadata)
+
+
 def server_interceptors() -> list[Any]:
     if not _enabled:
         return []
     from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
-    return [aio_server_interceptor()]
+    return [aio_server_interceptor(filter_=_traced_server_call)]
 
 
 def client_interceptors() -> list[Any]:
@@ -94,7 +110,7 @@ def client_interceptors() -> list[Any]:
         return []
     from opentelemetry.instrumentation.grpc import aio_client_interceptors
 
-    return list(aio_client_interceptors())
+    return list(aio_client_interceptors(filter_=_traced_client_call))
 
 
 UNTRACED_PATHS = "healthz,readyz,metrics,assets"

@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections import Counter
 
+import httpx
 import pytest
 
 from tests.mesh import BRANCHES, REPO_ROOT
@@ -154,3 +156,15 @@ def test_trace_tree_prints_the_analysis_from_the_span_files(traced_mesh: TracedM
     for service in TRACED_SERVICES:
         assert f" {service}: " in body
     assert "early_exit=False" in body and "model.provider=CPUExecutionProvider" in body
+
+
+def test_health_checks_outside_an_analysis_make_no_traces(traced_mesh: TracedMesh,
+                                                          analysis: Analysis) -> None:
+    """The gateway's readiness check calls fusion's Health/Check with no trace around it
+    (as probes do): no span. Fusion's checks before branch calls are inside the analysis."""
+    assert httpx.get(traced_mesh.url + "/readyz", timeout=10.0).status_code == 200
+    time.sleep(0.5)
+    health = [s for s in read_spans(traced_mesh.traces)
+              if s["name"] == "/grpc.health.v1.Health/Check"]
+    assert health, "fusion's checks before branch calls should be in the analysis's trace"
+    assert all(s["parent_id"] for s in health), "a health check started a trace of its own"
