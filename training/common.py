@@ -99,7 +99,8 @@ def start_run(branch: str, args: argparse.Namespace) -> RunContext:
     run_dir = args.runs_dir / branch / (args.run_name or "default")
     run_dir.mkdir(parents=True, exist_ok=True)
     ctx = RunContext(branch, args, run_dir)
-    ctx.write_json("args.json", {k: str(v) for k, v in vars(args).items()})
+    name = "export_args.json" if getattr(args, "export_only", False) else "args.json"
+    ctx.write_json(name, {k: str(v) for k, v in vars(args).items()})
     return ctx
 
 

@@ -239,7 +239,13 @@ def run(args: argparse.Namespace) -> dict:
     ctx = start_run(BRANCH, args)
     if args.export_only:
         model = MRIDetector()
-        model.load_state_dict(torch.load(ctx.run_dir / "detector.pt", weights_only=False)["model"])
+        if (ctx.run_dir / "detector.pt").is_file():
+            model.load_state_dict(torch.load(ctx.run_dir / "detector.pt",
+                                             weights_only=False)["model"])
+        else:  # mid-run: the best generator so far, with a classifier fitted to it now
+            best = torch.load(ctx.run_dir / "best_generator.pt", weights_only=False)
+            model.generator.load_state_dict(best["generator"])
+            model.classifier = train_classifier(ctx, model.generator)
         model.eval()
         metrics = measure(ctx, model)
         export(ctx, model, metrics)

@@ -123,7 +123,7 @@ def train(ctx: RunContext, train_data: dict, val_data: dict, dim: int) -> torch.
         losses = []
         for idx in torch.randperm(len(x_all), generator=gen).split(args.batch_size):
             # random sub-sequences teach the model any T (a clip may give fewer frames)
-            t = int(rng.integers(max(2, args.frames // 2), args.frames + 1))
+            t = int(rng.integers(max(2, args.frames // 4), args.frames + 1))
             start = int(rng.integers(0, args.frames - t + 1))
             logit = model(x_all[idx, start : start + t])
             loss = F.binary_cross_entropy_with_logits(logit, y_all[idx])
@@ -176,7 +176,7 @@ def run(args: argparse.Namespace) -> dict:
             preprocessing={"function": "dfmesh.preprocess.tensors.temporal_input",
                            "input": "the visual model's 'embedding' output for each sampled "
                                     "frame's face crop, in frame order, [T, D] -> [1, T, D]",
-                           "frames_trained": f"{max(2, args.frames // 2)}-{args.frames}",
+                           "frames_trained": f"{max(2, args.frames // 4)}-{args.frames}",
                            "output": "sigmoid(logit) = temporal_prob_fake"},
             training_data={
                 "real": "sequences of talking/ clip face crops (MTCNN, 48 frames cached per "

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -42,6 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--arch", choices=VISUAL_ARCHS, default="resnet18")
     parser.add_argument("--train-size", type=int, default=128,
                         help="side of the random training window taken from the 224 input")
+    parser.add_argument("--init-from", type=Path, default=None,
+                        help="start from this checkpoint's weights (e.g. fine-tune at the "
+                             "serving size 224 after training on smaller windows)")
     parser.add_argument("--mask-weight", type=float, default=1.0,
                         help="weight of the auxiliary manipulation-map loss (0: off)")
 
@@ -106,6 +110,9 @@ def train(ctx: RunContext) -> VisualDetector:
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: cosine_lr(s, total))
     start_epoch, best_auc, history = 0, -1.0, []
     state = load_checkpoint(ctx)
+    if state is None and args.init_from:
+        model.load_state_dict(torch.load(args.init_from, map_location="cpu",
+                                         weights_only=False)["model"])
     if state:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -181,7 +188,9 @@ def export(ctx: RunContext, model: VisualDetector, metrics: dict) -> None:
                        "size": VISUAL_SIZE, "normalization": "ImageNet mean/std",
                        "layout": "NCHW float32", "output": "sigmoid(logit) = P(fake)"},
         training_data=ctx.training_data_summary(),
-        metrics=metrics, extra={"architecture": args.arch},
+        metrics=metrics,
+        extra={"architecture": args.arch, "train_window": args.train_size,
+               "initialized_from": str(args.init_from) if args.init_from else None},
         onnx_metrics=lambda path: onnx_test_metrics(ctx, path))
     out = export_branch(model, example, spec, args.models_dir)
     print(f"exported {out}")
