@@ -5,7 +5,8 @@ histograms in _seconds, probabilities (0..1, no unit) in _prob_fake, counts of i
 a suffix. Labels: `service` (the process), `branch`, `model_version` where a model answers.
 Each process serves its own registry on its metrics port (the gateway on /metrics of its
 HTTP port). tests/observability/test_metrics.py scrapes every service after an analysis;
-tests/k8s checks that the dashboard, alert rules and adapter rules query only these names.
+tests/k8s (dashboard, adapter rules) and tests/observability/test_alerts.py (alert rules)
+check that only these names and their labels are queried.
 """
 
 from __future__ import annotations
