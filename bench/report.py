@@ -136,7 +136,8 @@ def targets(r: Results) -> list[str]:
     for label, limit in TARGET_LATENCY.items():
         if label in r.e2e:
             p50 = r.e2e[label]["wall"]["median"]
-            verdict = "met" if p50 <= limit else f"missed by {p50 - limit:.2f} s ({p50 / limit:.2f}x)"
+            verdict = ("met" if p50 <= limit
+                       else f"missed by {p50 - limit:.2f} s ({p50 / limit:.2f}x)")
             lines.append(f"- {label} p50 {p50:.2f} s <= {limit:g} s: {verdict}")
     for label in TARGET_LATENCY:
         if label in r.in_process and label in r.e2e:

@@ -224,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="CI smoke run (about a minute)")
     parser.add_argument("--repeats", type=int, default=0, help="runs per measurement "
                         "(default 5, quick 1)")
-    parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "dfmesh-bench")
+    parser.add_argument("--workdir", type=Path,
+                        default=Path(tempfile.gettempdir()) / "dfmesh-bench")
     parser.add_argument("--models", choices=("shipped", "test"), default="shipped",
                         help="shipped: models/ when it holds every model, else test-built")
     parser.add_argument("--concurrency", type=lambda s: [int(x) for x in s.split(",")],
@@ -254,7 +255,9 @@ def main(argv: list[str] | None = None) -> int:
                        else common.REPO_ROOT / "docs" / "BENCHMARKS.md")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(markdown(results))
-    raw = out.with_suffix(".json") if args.quick else common.REPO_ROOT / "docs" / "bench" / "results.json"
+    default_out = common.REPO_ROOT / "docs" / "BENCHMARKS.md"
+    raw = (common.REPO_ROOT / "docs" / "bench" / "results.json" if out == default_out
+           else out.with_suffix(".json"))
     raw.parent.mkdir(parents=True, exist_ok=True)
     raw.write_text(json.dumps(results.__dict__, indent=1, default=str))
     times_path = args.service_times or (None if args.quick else

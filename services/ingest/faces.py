@@ -20,7 +20,6 @@ from dfmesh.preprocess.geometry import Box, face_crop, mouth_crop
 from services.ingest.decode import DecodedFrame, downscale_to
 from services.ingest.mtcnn_onnx import OnnxMtcnn, RawFaces
 
-
 ROI_MARGIN = 0.5
 """detect_near searches the previous box grown by this fraction of its side on every side."""
 ROI_FACE_SIDE = 80.0

@@ -37,6 +37,7 @@ from services.ingest.decode import (
     dense_window,
     downscale_to,
     iter_wanted_frames,
+    iter_wanted_frames_av,
     open_capture,
     read_image,
     sample_times,
@@ -244,16 +245,18 @@ def _video_pass(path: Path, probe: MediaProbe, plan: Plan, request: UploadReques
     times = sample_times(duration, count)
     window = dense_window(duration, plan.dense_seconds)
     tracker = DenseTracker(detector, settings.dense_detect_every)
-    cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG) if settings.decoder == "opencv" else None
 
     def keep(crops: list) -> None:
         for crop in crops:
             dense_out.append(DenseResult(crop.frame.dense_index, crop.frame.frame_number,
                                          crop.frame.timestamp_seconds, crop.mouth))
 
-    frames = _Prefetch(iter_wanted_frames(cap, times, window, probe.fps,
-                                          settings.seek_min_gap_seconds),
-                       settings.decode_prefetch_frames, clock, "decode")
+    if cap is not None:
+        wanted = iter_wanted_frames(cap, times, window, probe.fps, settings.seek_min_gap_seconds)
+    else:
+        wanted = _pyav_or_opencv(path, times, window, probe.fps, settings.seek_min_gap_seconds)
+    frames = _Prefetch(wanted, settings.decode_prefetch_frames, clock, "decode")
     try:
         for frame in frames:
             with clock.time("faces"):
@@ -271,6 +274,29 @@ def _video_pass(path: Path, probe: MediaProbe, plan: Plan, request: UploadReques
             keep(tracker.finish())
     finally:
         frames.close()
+        if cap is not None:
+            cap.release()
+
+
+def _pyav_or_opencv(path: Path, times: list[float], window: tuple[float, float], fps: float,
+                    seek_min_gap: float) -> Iterator[DecodedFrame]:
+    """PyAV's frames (skipping non-reference frames outside the dense window); OpenCV's
+    where PyAV fails before its first frame."""
+    import av
+
+    sent = 0
+    try:
+        for frame in iter_wanted_frames_av(path, times, window, fps, seek_min_gap):
+            sent += 1
+            yield frame
+        return
+    except av.error.FFmpegError:
+        if sent:
+            raise
+    cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    try:
+        yield from iter_wanted_frames(cap, times, window, fps, seek_min_gap)
+    finally:
         cap.release()
 
 
