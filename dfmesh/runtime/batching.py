@@ -59,6 +59,7 @@ class _Waiting:
     key: tuple
     future: asyncio.Future
     arrived: float = field(default_factory=time.perf_counter)
+    started: float = 0.0  # when its session run began: started - arrived is its queue time
 
 
 class MicroBatcher:
@@ -82,12 +83,20 @@ class MicroBatcher:
 
     async def predict(self, feeds: Feeds) -> Outputs:
         """The model's outputs for these feeds (possibly computed in a shared run)."""
+        outputs, _ = await self.predict_timed(feeds)
+        return outputs
+
+    async def predict_timed(self, feeds: Feeds) -> tuple[Outputs, float]:
+        """`predict`, and the seconds the feeds waited for their session run (the window
+        and the runs ahead of it): queue time, an autoscaling input."""
         future: asyncio.Future = asyncio.get_running_loop().create_future()
-        self._waiting.append(_Waiting(feeds, rows_of(feeds), shape_key(feeds), future))
+        waiting = _Waiting(feeds, rows_of(feeds), shape_key(feeds), future)
+        self._waiting.append(waiting)
         self._arrival.set()
         if self._worker is None or self._worker.done():
             self._worker = asyncio.create_task(self._drain())
-        return await future
+        outputs = await future
+        return outputs, max(0.0, waiting.started - waiting.arrived)
 
     def _joinable(self, first: _Waiting) -> list[_Waiting]:
         group, rows = [first], first.rows
@@ -117,6 +126,9 @@ class MicroBatcher:
 
     async def _serve(self, group: list[_Waiting]) -> None:
         metrics.BATCH_REQUESTS.labels(self.label).observe(len(group))
+        started = time.perf_counter()
+        for w in group:
+            w.started = started
         self.session_runs += 1
         self.requests_served += len(group)
         pieces: list[Outputs] | None = None

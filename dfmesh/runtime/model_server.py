@@ -303,13 +303,14 @@ class ModelServer(BaseService):
         queued = time.perf_counter()
         async with contextlib.AsyncExitStack() as slot:
             await slot.enter_async_context(self._slots)
-            metrics.QUEUE_SECONDS.labels(self.branch).observe(time.perf_counter() - queued)
+            slot_wait = time.perf_counter() - queued
             timings: dict[str, float] = {}
             start = time.perf_counter()
             try:
                 with tracer.start_as_current_span(f"{self.branch}.preprocess"):
                     prepared = await asyncio.to_thread(self.preprocess, inputs)
             except NoUsableInput as exc:
+                metrics.QUEUE_SECONDS.labels(self.branch).observe(slot_wait)
                 return BranchOutput("NO_INPUT", exc.detail, timings_ms=timings)
             timings["preprocess"] = _ms_since(start)
             if self.batcher is not None:
@@ -320,10 +321,13 @@ class ModelServer(BaseService):
                 span.set_attributes({"model.name": self.manifest.name,
                                      "model.version": self.manifest.version,
                                      "model.provider": self.provider})
+                batch_wait = 0.0
                 if self.batcher is not None:
-                    outputs = await self.batcher.predict(prepared.feeds)
+                    outputs, batch_wait = await self.batcher.predict_timed(prepared.feeds)
                 else:
                     outputs = await asyncio.to_thread(self.predict, prepared.feeds)
+            # Queue time: the wait for a slot plus the wait at the micro-batcher.
+            metrics.QUEUE_SECONDS.labels(self.branch).observe(slot_wait + batch_wait)
             timings["inference"] = _ms_since(start)
             start = time.perf_counter()
             output = self.postprocess(prepared, outputs)

@@ -1,16 +1,21 @@
-"""The runtime's logging and tracing pieces on their own: the JSON log line, the span file."""
+"""The runtime's observability pieces on their own: the JSON log line, the span file, the
+micro-batcher's queue time."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 
+import numpy as np
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
+from dfmesh.runtime.batching import MicroBatcher
 from dfmesh.runtime.logging import JsonFormatter, analysis_id_var
 from dfmesh.runtime.tracing import JsonLinesSpanExporter, trace_file_for
 
@@ -65,3 +70,20 @@ def test_exporters_can_share_one_span_file(tmp_path: Path) -> None:
 def test_a_service_placeholder_gives_one_file_per_service() -> None:
     assert trace_file_for("mri", "/tmp/t/{service}.jsonl") == "/tmp/t/mri.jsonl"
     assert trace_file_for("mri", "/tmp/t/all.jsonl") == "/tmp/t/all.jsonl"
+
+
+async def test_the_micro_batcher_reports_each_request_s_wait_for_its_session_run() -> None:
+    """Queue time (deepfake_queue_seconds, an HPA input) includes the wait at the batcher: a
+    request whose shapes cannot join the running batch waits for that run to finish."""
+    def run(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        time.sleep(0.3)
+        return {"logit": feeds["x"].sum(axis=1)}
+
+    batcher = MicroBatcher(run, window_seconds=0.0, max_rows=8, label="test")
+    first = asyncio.create_task(batcher.predict_timed({"x": np.ones((2, 3), np.float32)}))
+    await asyncio.sleep(0.05)
+    second = asyncio.create_task(batcher.predict_timed({"x": np.ones((1, 5), np.float32)}))
+    (out1, wait1), (out2, wait2) = await asyncio.gather(first, second)
+    assert out1["logit"].tolist() == [3.0, 3.0] and out2["logit"].tolist() == [5.0]
+    assert wait1 < 0.05
+    assert 0.2 <= wait2 < 1.0
