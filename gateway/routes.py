@@ -222,7 +222,9 @@ async def get_status(analysis_id: str, request: Request) -> dict[str, Any]:
 
 
 @router.get("/v1/analyses/{analysis_id}/events", response_class=EventSourceResponse,
-            tags=["analyses"], responses={404: {"model": ErrorBody}},
+            tags=["analyses"],
+            responses={404: {"model": ErrorBody, "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/ErrorBody"}}}}},
             summary="Server-sent events: progress in order, then `result` or `error`")
 async def analysis_events(
     analysis_id: Annotated[str, Depends(existing_analysis)], request: Request,
@@ -254,7 +256,9 @@ async def readyz(request: Request) -> JSONResponse:
     return JSONResponse(body, status_code=200 if fusion_ok and store_ok else 503)
 
 
-@router.get("/metrics", tags=["operations"], summary="Prometheus metrics")
+@router.get("/metrics", tags=["operations"], summary="Prometheus metrics",
+            response_class=Response,
+            responses={200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {}}}})
 async def prometheus_metrics() -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import filetype
 from python_multipart import MultipartParser
+from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import parse_options_header
 from starlette.requests import Request
 
@@ -143,11 +144,23 @@ class MultipartFileStream:
             piece = await self._body.__anext__()
         except StopAsyncIteration:
             self._body_done = True
-            self._parser.finalize()
+            self._parse(None)
             return False
         if piece:
-            self._parser.write(piece)
+            self._parse(piece)
         return True
+
+    def _parse(self, piece: bytes | None) -> None:
+        """Feed the parser (None: the body ended); a malformed body is 422, not 500."""
+        try:
+            if piece is None:
+                self._parser.finalize()
+            else:
+                self._parser.write(piece)
+        except MultipartParseError as exc:
+            raise ApiError(422, "bad_multipart",
+                           f"the multipart/form-data body is malformed ({exc}); send the file "
+                           f"in a form field named '{self.field_name.decode()}'") from None
 
     async def open(self) -> tuple[str, str]:
         """Read until the file field starts; return (filename, client content type)."""
