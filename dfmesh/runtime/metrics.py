@@ -27,8 +27,8 @@ INFLIGHT = Gauge(
     "deepfake_inflight_requests", "RPCs in progress (an autoscaling input).",
     ["service", "method"])
 QUEUE_SECONDS = Histogram(
-    "deepfake_queue_seconds", "Time a request waited for a worker slot (an autoscaling input); "
-    "branches observe it at their inference admission.",
+    "deepfake_queue_seconds", "Time a request waited, not computing (an autoscaling input); "
+    "branches: for a slot (DFMESH_MAX_CONCURRENT_INFERENCES) plus at the micro-batcher.",
     ["service"], buckets=LATENCY_BUCKETS)
 READY = Gauge("deepfake_service_ready", "1 when health is SERVING, else 0.", ["service"])
 STAGE_SECONDS = Histogram(
