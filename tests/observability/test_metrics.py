@@ -120,6 +120,8 @@ def test_fusion_exports_verdicts_exits_branch_calls_and_stages(
     assert value(samples, "deepfake_fusion_verdicts_total", verdict="AUTHENTIC",
                  head="early_exit", degraded="false") == 1
     assert value(samples, "deepfake_fusion_early_exits_total") == 1
+    # Same file both times, but other options: two misses of the result cache.
+    assert value(samples, "deepfake_fusion_cache_lookups_total", result="miss") == 2
     assert check_histogram(samples, "deepfake_fusion_prob_fake") == 2
     assert value(samples, "deepfake_fusion_prob_fake_sum") == pytest.approx(
         analysis.final["result"]["probFake"] + early_exit_result.prob_fake, abs=1e-6)
