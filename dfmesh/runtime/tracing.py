@@ -119,7 +119,7 @@ UNTRACED_PATHS = "healthz,readyz,metrics,assets"
 
 def instrument_fastapi(app: Any) -> None:
     """Trace every HTTP request of a FastAPI app as the root span of its analysis and answer
-    with a `traceresponse` header (W3C Trace Context Level 2: 00-<trace id>-<span id>-01).
+    with a `traceresponse` header (W3C Trace Context Level 2: 00-<trace id>-<span id>-<flags>).
     A no-op unless tracing is on."""
     if not _enabled:
         return
@@ -141,21 +141,25 @@ def current_trace_id() -> str:
     return format(ctx.trace_id, "032x") if ctx.is_valid else ""
 
 
+def _dotted(attributes: dict[str, Any]) -> dict[str, Any]:
+    """Keyword arguments as span attributes: `model__version` -> `model.version`; None is
+    left out."""
+    return {k.replace("__", "."): v for k, v in attributes.items() if v is not None}
+
+
 def annotate(**attributes: Any) -> None:
-    """Set attributes on the current span (None values are left out)."""
-    span = trace.get_current_span()
-    if span.is_recording():
-        span.set_attributes({k.replace("__", "."): v for k, v in attributes.items()
-                             if v is not None})
+    """Set attributes on the current span (`a__b=1` sets `a.b`)."""
+    current = trace.get_current_span()
+    if current.is_recording():
+        current.set_attributes(_dotted(attributes))
 
 
 @contextmanager
 def span(name: str, **attributes: Any) -> Iterator[trace.Span]:
-    """A child span of the current one, current inside the block; `a__b=1` sets `a.b`."""
+    """A child span of the current one, current inside the block (`a__b=1` sets `a.b`)."""
     with tracer.start_as_current_span(name) as current:
         if current.is_recording():
-            current.set_attributes({k.replace("__", "."): v for k, v in attributes.items()
-                                    if v is not None})
+            current.set_attributes(_dotted(attributes))
         yield current
 
 
