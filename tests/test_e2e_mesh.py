@@ -98,7 +98,10 @@ def mesh(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Iterato
     ports = {n: free_port() for n in GRPC_SERVICES}
     env = local_mesh.mesh_environment(ports)
     env.update(DFMESH_MODEL_REPO=str(repo), DFMESH_METRICS_PORT="0", OMP_NUM_THREADS="1",
-               DFMESH_GRACE_SECONDS="2", PYTHONPATH=str(REPO_ROOT))
+               DFMESH_GRACE_SECONDS="2", PYTHONPATH=str(REPO_ROOT),
+               # Every test here must run the branches: a cached answer for the same clip
+               # would hide a killed branch (the cache has its own tests).
+               DFMESH_RESULT_CACHE_SIZE="0")
     procs = start(GRPC_SERVICES, ports, env, logs)
     try:
         yield Mesh(ports, procs, env, logs, origin)
