@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import Field, model_validator
 
 from dfmesh.runtime.config import REPO_ROOT, MiB, ServiceSettings, default_address
-from gateway.auth import Client, load_api_keys
+from gateway.auth import ApiKeyConfigError, Client, load_api_keys, parse_api_keys
 
 
 class GatewaySettings(ServiceSettings):
@@ -46,15 +46,20 @@ class GatewaySettings(ServiceSettings):
 
     @model_validator(mode="after")
     def _check_api_keys(self) -> GatewaySettings:
-        keys = load_api_keys(self.api_keys, self.api_keys_file)
-        if self.auth_required and not keys:
+        parse_api_keys(self.api_keys)  # the file is read at start (create_app), not here
+        if self.auth_required and not (self.api_keys or self.api_keys_file):
             raise ValueError("DFMESH_AUTH_REQUIRED is set but no API key is configured "
                              "(DFMESH_API_KEYS or DFMESH_API_KEYS_FILE)")
         return self
 
     def client_keys(self) -> dict[str, Client]:
-        """The configured API keys (as digests) and their clients; empty = auth off."""
-        return load_api_keys(self.api_keys, self.api_keys_file)
+        """The configured API keys (as digests) and their clients; empty = auth off.
+        ApiKeyConfigError for an unreadable or malformed list, or none where required."""
+        keys = load_api_keys(self.api_keys, self.api_keys_file)
+        if self.auth_required and not keys:
+            raise ApiKeyConfigError("DFMESH_AUTH_REQUIRED is set but the configured key "
+                                    "list holds no key")
+        return keys
 
     @property
     def http_port(self) -> int:

@@ -128,11 +128,18 @@ def test_valid_key_analyzes_then_its_rate_limit_answers_429(keyed_gateway: str,
     assert other.status_code == 403  # buckets and scopes are per key
 
 
-def test_auth_required_without_keys_stops_the_gateway(tmp_path: Path) -> None:
+@pytest.mark.parametrize("env, complaint", [
+    ({}, "DFMESH_AUTH_REQUIRED is set but no API key is configured"),
+    ({"DFMESH_API_KEYS_FILE": "/nonexistent/api-keys"},
+     "DFMESH_API_KEYS_FILE: cannot read /nonexistent/api-keys"),
+    ({"DFMESH_API_KEYS": f"{ALICE}=alice:root"}, "scope 'root'"),
+])
+def test_auth_required_without_usable_keys_stops_the_gateway(tmp_path: Path, env: dict,
+                                                             complaint: str) -> None:
     proc = launch("gateway", "gateway-nokeys", free_port(),
-                  base_env(DFMESH_AUTH_REQUIRED="true"), tmp_path)
-    assert proc.popen.wait(timeout=30) != 0
-    assert "DFMESH_AUTH_REQUIRED is set but no API key is configured" in proc.tail()
+                  base_env(DFMESH_AUTH_REQUIRED="true", **env), tmp_path)
+    assert proc.popen.wait(timeout=30) == 2
+    assert complaint in proc.tail() and ALICE not in proc.tail()
 
 
 # --- model integrity, at process level ---
