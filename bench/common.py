@@ -138,6 +138,19 @@ def proc_memory_mib(pid: int) -> tuple[float, float]:
     return values.get("VmRSS:", 0.0), values.get("VmHWM:", 0.0)
 
 
+def machine_cpu_ticks() -> tuple[int, int]:
+    """(idle, total) jiffies of the whole machine from /proc/stat."""
+    with open("/proc/stat") as f:
+        values = [int(x) for x in f.readline().split()[1:]]
+    return values[3] + values[4], sum(values[:8])
+
+
+def idle_share(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """Share of the machine's CPU time that was idle between two readings."""
+    total = after[1] - before[1]
+    return (after[0] - before[0]) / total if total else 0.0
+
+
 def self_cpu_seconds() -> float:
     """CPU of this process and its finished children."""
     own = resource.getrusage(resource.RUSAGE_SELF)

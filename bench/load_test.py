@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -45,8 +46,6 @@ LONG = {"requests": 500, "concurrency_above": 8, "grpc_requests": 60}
 
 def make_image(out: Path) -> Path:
     """A 160x120 test-pattern PNG (ffmpeg's testsrc2)."""
-    import subprocess
-
     subprocess.run(["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-f",
                     "lavfi", "-i", "testsrc2=size=160x120:rate=1", "-frames:v", "1", str(out)],
                    check=True, timeout=60, capture_output=True)

@@ -5,14 +5,14 @@ service from /proc."""
 from __future__ import annotations
 
 import asyncio
-import os
+import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.common import proc_cpu_seconds, proc_memory_mib
+from bench.common import idle_share, machine_cpu_ticks, proc_cpu_seconds, proc_memory_mib
 from deepfake.v1 import orchestrator_pb2
 from dfmesh.client import Client
 
@@ -43,41 +43,59 @@ class RunningMesh:
         return {name: proc_memory_mib(pid) for name, pid in self.pids.items()}
 
 
+def build_repo(root: Path, models: str) -> str:
+    """A model repository at `root`; returns what it holds.
+
+    shipped: every model from models/ where that holds a complete release, else test-built
+    throughout (tests/fusion_support.build_test_repo); mixed: each model from models/ where
+    it has been exported, test-built for the rest (timing before every model is trained);
+    test: small real ONNX models with known outputs and a real LR fusion bundle."""
+    from tests.branch_support import SHIPPED_MODELS, build_model
+    from tests.fusion_support import KNOWN_MODELS, build_fusion_bundle, build_test_repo, shipped
+
+    if models != "mixed":
+        return build_test_repo(root, prefer_shipped=models == "shipped")
+    kinds = []
+    for name, (inputs, ops, extra) in KNOWN_MODELS.items():
+        if shipped(name):
+            shutil.copytree(SHIPPED_MODELS / name, root / name)
+            kinds.append(f"{name} shipped")
+        else:
+            build_model(root / name / "1.0.0", name, inputs, ops, extra_outputs=extra)
+            kinds.append(f"{name} test-built")
+    if shipped("fusion"):
+        shutil.copytree(SHIPPED_MODELS / "fusion", root / "fusion")
+        kinds.append("fusion shipped")
+    else:
+        build_fusion_bundle(root / "fusion" / "1.0.0")
+        kinds.append("fusion test-built")
+    return "mixed (" + ", ".join(kinds) + ")"
+
+
 @contextmanager
 def local_mesh(workdir: Path, models: str, **env: str) -> Iterator[RunningMesh]:
-    """Every gRPC service as its own process on loopback (tests.mesh.start_mesh).
+    """Every gRPC service as its own process on loopback (tests.mesh's launcher), SERVING,
+    on a model repository from `build_repo`."""
+    from tests import mesh as support
 
-    models: "shipped" uses models/ when it holds every branch and the fusion bundle, else
-    the test-built repository (small real ONNX models with known outputs); "test" always
-    the test-built one."""
-    from tests import mesh as mesh_support
-
-    previous = os.environ.get("DFMESH_TEST_SHIPPED_MODELS")
-    os.environ["DFMESH_TEST_SHIPPED_MODELS"] = "1" if models == "shipped" else "0"
+    logs = workdir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    repo = workdir / "models"
+    kind = build_repo(repo, models)
+    ports = {name: support.free_port() for name in support.GRPC_SERVICES}
+    full_env = support.base_env(DFMESH_MODEL_REPO=str(repo), **{**BENCH_ENV, **env})
+    for name, port in ports.items():
+        full_env[f"DFMESH_{name.upper()}_ADDR"] = f"127.0.0.1:{port}"
+    processes = [support.launch(f"services.{n}", n, ports[n], full_env, logs)
+                 for n in support.GRPC_SERVICES]
     try:
-        mesh = mesh_support.start_mesh(workdir, **{**BENCH_ENV, **env})
+        support.wait_until(lambda: all(support.grpc_serving(ports[n])
+                                       for n in support.GRPC_SERVICES),
+                           processes, support.STARTUP_SECONDS, "the mesh")
+        yield RunningMesh(full_env["DFMESH_FUSION_ADDR"], repo, kind,
+                          {p.name: p.popen.pid for p in processes}, full_env)
     finally:
-        if previous is None:
-            os.environ.pop("DFMESH_TEST_SHIPPED_MODELS", None)
-        else:
-            os.environ["DFMESH_TEST_SHIPPED_MODELS"] = previous
-    repo = Path(mesh.env["DFMESH_MODEL_REPO"])
-    try:
-        yield RunningMesh(mesh.fusion_addr, repo, repo_kind(repo),
-                          {p.name: p.popen.pid for p in mesh.processes}, mesh.env)
-    finally:
-        mesh_support.stop(mesh.processes)
-
-
-def repo_kind(repo: Path) -> str:
-    """'shipped' when the repository is a copy of models/ (same manifests), else 'test-built'."""
-    from tests.branch_support import SHIPPED_MODELS
-
-    for manifest in repo.glob("*/*/manifest.json"):
-        twin = SHIPPED_MODELS / manifest.relative_to(repo)
-        if not twin.is_file() or twin.read_bytes() != manifest.read_bytes():
-            return "test-built"
-    return "shipped"
+        support.stop(processes)
 
 
 @dataclass(frozen=True)
@@ -113,6 +131,7 @@ class Throughput:
     wall_seconds: float
     cpu_seconds: dict[str, float]   # per service, for the whole run
     latencies: list[float]
+    machine_idle: float             # share of the machine's CPU left idle during the run
 
     @property
     def clips_per_minute(self) -> float:
@@ -141,13 +160,13 @@ async def run_concurrent(mesh: RunningMesh, path: Path, concurrency: int, clips:
                 queue.get_nowait()
                 latencies.append((await analyze_once(client, path, False)).wall_seconds)
 
-    before = mesh.cpu()
+    before, ticks = mesh.cpu(), machine_cpu_ticks()
     start = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     wall = time.perf_counter() - start
     after = mesh.cpu()
     return Throughput(concurrency, clips, wall, {k: after[k] - before[k] for k in after},
-                      latencies)
+                      latencies, idle_share(ticks, machine_cpu_ticks()))
 
 
 @dataclass(frozen=True)

@@ -163,6 +163,8 @@ async def section_throughput(results: Results, mesh, clip: Clip, levels: list[in
             "clips_per_minute": run.clips_per_minute, "cpu_per_clip": run.cpu_per_clip,
             "cpu_by_service": {k: v / run.clips for k, v in run.cpu_seconds.items()},
             "bound_clips_per_minute": run.bound_clips_per_minute(os.cpu_count() or 2),
+            "cores_used": sum(run.cpu_seconds.values()) / run.wall_seconds,
+            "machine_idle": run.machine_idle,
             "latency": Summary(tuple(run.latencies)).as_dict()})
 
 
@@ -211,9 +213,11 @@ async def run_all(args: argparse.Namespace) -> Results:
                     "rss_end_mib": run.rss_end, "samples_mib": run.samples,
                     "growth_percent": {k: run.growth_percent(k) for k in run.rss_end}}
             results.peak_rss_mib = {k: v[1] for k, v in mesh.memory().items()}
-    first = next((t for t in results.throughput if t["concurrency"] == 1), None)
-    if first:
-        results.service_cpu_per_clip = first["cpu_by_service"]
+    clips_run = sum(t["clips"] for t in results.throughput)
+    if clips_run:  # CPU seconds per clip over every throughput run
+        results.service_cpu_per_clip = {
+            name: sum(t["cpu_by_service"][name] * t["clips"] for t in results.throughput)
+            / clips_run for name in results.throughput[0]["cpu_by_service"]}
     load_mark(results, "end")
     return results
 
@@ -226,8 +230,9 @@ def main(argv: list[str] | None = None) -> int:
                         "(default 5, quick 1)")
     parser.add_argument("--workdir", type=Path,
                         default=Path(tempfile.gettempdir()) / "dfmesh-bench")
-    parser.add_argument("--models", choices=("shipped", "test"), default="shipped",
-                        help="shipped: models/ when it holds every model, else test-built")
+    parser.add_argument("--models", choices=("shipped", "mixed", "test"), default="shipped",
+                        help="shipped: models/ when it holds every model, else test-built; "
+                        "mixed: each model from models/ where exported, test-built for the rest")
     parser.add_argument("--concurrency", type=lambda s: [int(x) for x in s.split(",")],
                         default=[1, 2, 4, 8])
     parser.add_argument("--clips-per-level", type=int, default=3,

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x64\x65\x65pfake/v1/media.proto\x12\x0b\x64\x65\x65pfake.v1\"b\n\x0cUploadHeader\x12\x10\n\x08\x66ilename\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\x15\n\rdeclared_size\x18\x03 \x01(\x04\x12\x13\n\x0b\x61nalysis_id\x18\x04 \x01(\t\"U\n\x0bUploadChunk\x12+\n\x06header\x18\x01 \x01(\x0b\x32\x19.deepfake.v1.UploadHeaderH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x42\t\n\x07payload\"^\n\rIngestOptions\x12\x12\n\nnum_frames\x18\x01 \x01(\r\x12\x1c\n\x14\x64\x65nse_window_seconds\x18\x02 \x01(\x02\x12\x1b\n\x13include_full_frames\x18\x03 \x01(\x08\"\xb9\x01\n\x05Image\x12\r\n\x05width\x18\x01 \x01(\r\x12\x0e\n\x06height\x18\x02 \x01(\r\x12-\n\x08\x65ncoding\x18\x03 \x01(\x0e\x32\x1b.deepfake.v1.Image.Encoding\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\"T\n\x08\x45ncoding\x12\x18\n\x14\x45NCODING_UNSPECIFIED\x10\x00\x12\x0c\n\x08RAW_RGB8\x10\x01\x12\r\n\tRAW_GRAY8\x10\x02\x12\x08\n\x04JPEG\x10\x03\x12\x07\n\x03PNG\x10\x04\"=\n\x0b\x42oundingBox\x12\n\n\x02x1\x18\x01 \x01(\x02\x12\n\n\x02y1\x18\x02 \x01(\x02\x12\n\n\x02x2\x18\x03 \x01(\x02\x12\n\n\x02y2\x18\x04 \x01(\x02\"\x1d\n\x05Point\x12\t\n\x01x\x18\x01 \x01(\x02\x12\t\n\x01y\x18\x02 \x01(\x02\"\xad\x01\n\x04\x46\x61\x63\x65\x12%\n\x03\x62ox\x18\x01 \x01(\x0b\x32\x18.deepfake.v1.BoundingBox\x12\r\n\x05score\x18\x02 \x01(\x02\x12%\n\tlandmarks\x18\x03 \x03(\x0b\x32\x12.deepfake.v1.Point\x12 \n\x04\x63rop\x18\x04 \x01(\x0b\x32\x12.deepfake.v1.Image\x12&\n\nmouth_crop\x18\x05 \x01(\x0b\x32\x12.deepfake.v1.Image\"\xd6\x02\n\x08\x43lipInfo\x12\x13\n\x0b\x61nalysis_id\x18\x01 \x01(\t\x12$\n\x04kind\x18\x02 \x01(\x0e\x32\x16.deepfake.v1.MediaKind\x12\x11\n\tcontainer\x18\x03 \x01(\t\x12\x13\n\x0bvideo_codec\x18\x04 \x01(\t\x12\x13\n\x0b\x61udio_codec\x18\x05 \x01(\t\x12\x18\n\x10\x64uration_seconds\x18\x06 \x01(\x01\x12\x0b\n\x03\x66ps\x18\x07 \x01(\x01\x12\r\n\x05width\x18\x08 \x01(\r\x12\x0e\n\x06height\x18\t \x01(\r\x12\x13\n\x0b\x66rame_count\x18\n \x01(\x04\x12\x11\n\thas_video\x18\x0b \x01(\x08\x12\x11\n\thas_audio\x18\x0c \x01(\x08\x12\x19\n\x11\x61udio_sample_rate\x18\r \x01(\r\x12\x12\n\ntranscoded\x18\x0e \x01(\x08\x12\x0e\n\x06sha256\x18\x0f \x01(\t\x12\x12\n\nsize_bytes\x18\x10 \x01(\x04\"\x93\x01\n\x0cSampledFrame\x12\r\n\x05index\x18\x01 \x01(\r\x12\x14\n\x0c\x66rame_number\x18\x02 \x01(\x04\x12\x19\n\x11timestamp_seconds\x18\x03 \x01(\x01\x12 \n\x05\x66\x61\x63\x65s\x18\x04 \x03(\x0b\x32\x11.deepfake.v1.Face\x12!\n\x05\x66rame\x18\x05 \x01(\x0b\x32\x12.deepfake.v1.Image\"\x88\x01\n\nDenseFrame\x12\r\n\x05index\x18\x01 \x01(\r\x12\x14\n\x0c\x66rame_number\x18\x02 \x01(\x04\x12\x19\n\x11timestamp_seconds\x18\x03 \x01(\x01\x12\x12\n\nface_found\x18\x04 \x01(\x08\x12&\n\nmouth_crop\x18\x05 \x01(\x0b\x32\x12.deepfake.v1.Image\"J\n\nAudioChunk\x12\x13\n\x0bsample_rate\x18\x01 \x01(\r\x12\x14\n\x0cstart_sample\x18\x02 \x01(\x04\x12\x11\n\tpcm_f32le\x18\x03 \x01(\x0c\"\xae\x02\n\rIngestSummary\x12\x12\n\nnum_frames\x18\x01 \x01(\r\x12\x1c\n\x14num_frames_with_face\x18\x02 \x01(\r\x12\x18\n\x10num_dense_frames\x18\x03 \x01(\r\x12\x19\n\x11\x61udio_num_samples\x18\x04 \x01(\x04\x12\x1b\n\x13\x64\x65nse_start_seconds\x18\x05 \x01(\x01\x12\x19\n\x11\x64\x65nse_end_seconds\x18\x06 \x01(\x01\x12\r\n\x05notes\x18\x07 \x03(\t\x12=\n\ntimings_ms\x18\x08 \x03(\x0b\x32).deepfake.v1.IngestSummary.TimingsMsEntry\x1a\x30\n\x0eTimingsMsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xf9\x01\n\x0bMediaPacket\x12*\n\tclip_info\x18\x01 \x01(\x0b\x32\x15.deepfake.v1.ClipInfoH\x00\x12*\n\x05\x66rame\x18\x02 \x01(\x0b\x32\x19.deepfake.v1.SampledFrameH\x00\x12.\n\x0b\x64\x65nse_frame\x18\x03 \x01(\x0b\x32\x17.deepfake.v1.DenseFrameH\x00\x12(\n\x05\x61udio\x18\x04 \x01(\x0b\x32\x17.deepfake.v1.AudioChunkH\x00\x12-\n\x07summary\x18\x05 \x01(\x0b\x32\x1a.deepfake.v1.IngestSummaryH\x00\x42\t\n\x07payload*H\n\tMediaKind\x12\x1a\n\x16MEDIA_KIND_UNSPECIFIED\x10\x00\x12\t\n\x05VIDEO\x10\x01\x12\t\n\x05IMAGE\x10\x02\x12\t\n\x05\x41UDIO\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x64\x65\x65pfake/v1/media.proto\x12\x0b\x64\x65\x65pfake.v1\"b\n\x0cUploadHeader\x12\x10\n\x08\x66ilename\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\x15\n\rdeclared_size\x18\x03 \x01(\x04\x12\x13\n\x0b\x61nalysis_id\x18\x04 \x01(\t\"U\n\x0bUploadChunk\x12+\n\x06header\x18\x01 \x01(\x0b\x32\x19.deepfake.v1.UploadHeaderH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x42\t\n\x07payload\"\x86\x01\n\rIngestOptions\x12\x12\n\nnum_frames\x18\x01 \x01(\r\x12\x1c\n\x14\x64\x65nse_window_seconds\x18\x02 \x01(\x02\x12\x1b\n\x13include_full_frames\x18\x03 \x01(\x08\x12&\n\x1e\x66ull_frames_only_without_faces\x18\x04 \x01(\x08\"\xb9\x01\n\x05Image\x12\r\n\x05width\x18\x01 \x01(\r\x12\x0e\n\x06height\x18\x02 \x01(\r\x12-\n\x08\x65ncoding\x18\x03 \x01(\x0e\x32\x1b.deepfake.v1.Image.Encoding\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\"T\n\x08\x45ncoding\x12\x18\n\x14\x45NCODING_UNSPECIFIED\x10\x00\x12\x0c\n\x08RAW_RGB8\x10\x01\x12\r\n\tRAW_GRAY8\x10\x02\x12\x08\n\x04JPEG\x10\x03\x12\x07\n\x03PNG\x10\x04\"=\n\x0b\x42oundingBox\x12\n\n\x02x1\x18\x01 \x01(\x02\x12\n\n\x02y1\x18\x02 \x01(\x02\x12\n\n\x02x2\x18\x03 \x01(\x02\x12\n\n\x02y2\x18\x04 \x01(\x02\"\x1d\n\x05Point\x12\t\n\x01x\x18\x01 \x01(\x02\x12\t\n\x01y\x18\x02 \x01(\x02\"\xad\x01\n\x04\x46\x61\x63\x65\x12%\n\x03\x62ox\x18\x01 \x01(\x0b\x32\x18.deepfake.v1.BoundingBox\x12\r\n\x05score\x18\x02 \x01(\x02\x12%\n\tlandmarks\x18\x03 \x03(\x0b\x32\x12.deepfake.v1.Point\x12 \n\x04\x63rop\x18\x04 \x01(\x0b\x32\x12.deepfake.v1.Image\x12&\n\nmouth_crop\x18\x05 \x01(\x0b\x32\x12.deepfake.v1.Image\"\xd6\x02\n\x08\x43lipInfo\x12\x13\n\x0b\x61nalysis_id\x18\x01 \x01(\t\x12$\n\x04kind\x18\x02 \x01(\x0e\x32\x16.deepfake.v1.MediaKind\x12\x11\n\tcontainer\x18\x03 \x01(\t\x12\x13\n\x0bvideo_codec\x18\x04 \x01(\t\x12\x13\n\x0b\x61udio_codec\x18\x05 \x01(\t\x12\x18\n\x10\x64uration_seconds\x18\x06 \x01(\x01\x12\x0b\n\x03\x66ps\x18\x07 \x01(\x01\x12\r\n\x05width\x18\x08 \x01(\r\x12\x0e\n\x06height\x18\t \x01(\r\x12\x13\n\x0b\x66rame_count\x18\n \x01(\x04\x12\x11\n\thas_video\x18\x0b \x01(\x08\x12\x11\n\thas_audio\x18\x0c \x01(\x08\x12\x19\n\x11\x61udio_sample_rate\x18\r \x01(\r\x12\x12\n\ntranscoded\x18\x0e \x01(\x08\x12\x0e\n\x06sha256\x18\x0f \x01(\t\x12\x12\n\nsize_bytes\x18\x10 \x01(\x04\"\x93\x01\n\x0cSampledFrame\x12\r\n\x05index\x18\x01 \x01(\r\x12\x14\n\x0c\x66rame_number\x18\x02 \x01(\x04\x12\x19\n\x11timestamp_seconds\x18\x03 \x01(\x01\x12 \n\x05\x66\x61\x63\x65s\x18\x04 \x03(\x0b\x32\x11.deepfake.v1.Face\x12!\n\x05\x66rame\x18\x05 \x01(\x0b\x32\x12.deepfake.v1.Image\"\x88\x01\n\nDenseFrame\x12\r\n\x05index\x18\x01 \x01(\r\x12\x14\n\x0c\x66rame_number\x18\x02 \x01(\x04\x12\x19\n\x11timestamp_seconds\x18\x03 \x01(\x01\x12\x12\n\nface_found\x18\x04 \x01(\x08\x12&\n\nmouth_crop\x18\x05 \x01(\x0b\x32\x12.deepfake.v1.Image\"J\n\nAudioChunk\x12\x13\n\x0bsample_rate\x18\x01 \x01(\r\x12\x14\n\x0cstart_sample\x18\x02 \x01(\x04\x12\x11\n\tpcm_f32le\x18\x03 \x01(\x0c\"\xae\x02\n\rIngestSummary\x12\x12\n\nnum_frames\x18\x01 \x01(\r\x12\x1c\n\x14num_frames_with_face\x18\x02 \x01(\r\x12\x18\n\x10num_dense_frames\x18\x03 \x01(\r\x12\x19\n\x11\x61udio_num_samples\x18\x04 \x01(\x04\x12\x1b\n\x13\x64\x65nse_start_seconds\x18\x05 \x01(\x01\x12\x19\n\x11\x64\x65nse_end_seconds\x18\x06 \x01(\x01\x12\r\n\x05notes\x18\x07 \x03(\t\x12=\n\ntimings_ms\x18\x08 \x03(\x0b\x32).deepfake.v1.IngestSummary.TimingsMsEntry\x1a\x30\n\x0eTimingsMsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xf9\x01\n\x0bMediaPacket\x12*\n\tclip_info\x18\x01 \x01(\x0b\x32\x15.deepfake.v1.ClipInfoH\x00\x12*\n\x05\x66rame\x18\x02 \x01(\x0b\x32\x19.deepfake.v1.SampledFrameH\x00\x12.\n\x0b\x64\x65nse_frame\x18\x03 \x01(\x0b\x32\x17.deepfake.v1.DenseFrameH\x00\x12(\n\x05\x61udio\x18\x04 \x01(\x0b\x32\x17.deepfake.v1.AudioChunkH\x00\x12-\n\x07summary\x18\x05 \x01(\x0b\x32\x1a.deepfake.v1.IngestSummaryH\x00\x42\t\n\x07payload*H\n\tMediaKind\x12\x1a\n\x16MEDIA_KIND_UNSPECIFIED\x10\x00\x12\t\n\x05VIDEO\x10\x01\x12\t\n\x05IMAGE\x10\x02\x12\t\n\x05\x41UDIO\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,36 +33,36 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_INGESTSUMMARY_TIMINGSMSENTRY']._loaded_options = None
   _globals['_INGESTSUMMARY_TIMINGSMSENTRY']._serialized_options = b'8\001'
-  _globals['_MEDIAKIND']._serialized_start=2048
-  _globals['_MEDIAKIND']._serialized_end=2120
+  _globals['_MEDIAKIND']._serialized_start=2089
+  _globals['_MEDIAKIND']._serialized_end=2161
   _globals['_UPLOADHEADER']._serialized_start=40
   _globals['_UPLOADHEADER']._serialized_end=138
   _globals['_UPLOADCHUNK']._serialized_start=140
   _globals['_UPLOADCHUNK']._serialized_end=225
-  _globals['_INGESTOPTIONS']._serialized_start=227
-  _globals['_INGESTOPTIONS']._serialized_end=321
-  _globals['_IMAGE']._serialized_start=324
-  _globals['_IMAGE']._serialized_end=509
-  _globals['_IMAGE_ENCODING']._serialized_start=425
-  _globals['_IMAGE_ENCODING']._serialized_end=509
-  _globals['_BOUNDINGBOX']._serialized_start=511
-  _globals['_BOUNDINGBOX']._serialized_end=572
-  _globals['_POINT']._serialized_start=574
-  _globals['_POINT']._serialized_end=603
-  _globals['_FACE']._serialized_start=606
-  _globals['_FACE']._serialized_end=779
-  _globals['_CLIPINFO']._serialized_start=782
-  _globals['_CLIPINFO']._serialized_end=1124
-  _globals['_SAMPLEDFRAME']._serialized_start=1127
-  _globals['_SAMPLEDFRAME']._serialized_end=1274
-  _globals['_DENSEFRAME']._serialized_start=1277
-  _globals['_DENSEFRAME']._serialized_end=1413
-  _globals['_AUDIOCHUNK']._serialized_start=1415
-  _globals['_AUDIOCHUNK']._serialized_end=1489
-  _globals['_INGESTSUMMARY']._serialized_start=1492
-  _globals['_INGESTSUMMARY']._serialized_end=1794
-  _globals['_INGESTSUMMARY_TIMINGSMSENTRY']._serialized_start=1746
-  _globals['_INGESTSUMMARY_TIMINGSMSENTRY']._serialized_end=1794
-  _globals['_MEDIAPACKET']._serialized_start=1797
-  _globals['_MEDIAPACKET']._serialized_end=2046
+  _globals['_INGESTOPTIONS']._serialized_start=228
+  _globals['_INGESTOPTIONS']._serialized_end=362
+  _globals['_IMAGE']._serialized_start=365
+  _globals['_IMAGE']._serialized_end=550
+  _globals['_IMAGE_ENCODING']._serialized_start=466
+  _globals['_IMAGE_ENCODING']._serialized_end=550
+  _globals['_BOUNDINGBOX']._serialized_start=552
+  _globals['_BOUNDINGBOX']._serialized_end=613
+  _globals['_POINT']._serialized_start=615
+  _globals['_POINT']._serialized_end=644
+  _globals['_FACE']._serialized_start=647
+  _globals['_FACE']._serialized_end=820
+  _globals['_CLIPINFO']._serialized_start=823
+  _globals['_CLIPINFO']._serialized_end=1165
+  _globals['_SAMPLEDFRAME']._serialized_start=1168
+  _globals['_SAMPLEDFRAME']._serialized_end=1315
+  _globals['_DENSEFRAME']._serialized_start=1318
+  _globals['_DENSEFRAME']._serialized_end=1454
+  _globals['_AUDIOCHUNK']._serialized_start=1456
+  _globals['_AUDIOCHUNK']._serialized_end=1530
+  _globals['_INGESTSUMMARY']._serialized_start=1533
+  _globals['_INGESTSUMMARY']._serialized_end=1835
+  _globals['_INGESTSUMMARY_TIMINGSMSENTRY']._serialized_start=1787
+  _globals['_INGESTSUMMARY_TIMINGSMSENTRY']._serialized_end=1835
+  _globals['_MEDIAPACKET']._serialized_start=1838
+  _globals['_MEDIAPACKET']._serialized_end=2087
 # @@protoc_insertion_point(module_scope)

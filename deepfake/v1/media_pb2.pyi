@@ -39,14 +39,16 @@ class UploadChunk(_message.Message):
     def __init__(self, header: _Optional[_Union[UploadHeader, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class IngestOptions(_message.Message):
-    __slots__ = ("num_frames", "dense_window_seconds", "include_full_frames")
+    __slots__ = ("num_frames", "dense_window_seconds", "include_full_frames", "full_frames_only_without_faces")
     NUM_FRAMES_FIELD_NUMBER: _ClassVar[int]
     DENSE_WINDOW_SECONDS_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_FULL_FRAMES_FIELD_NUMBER: _ClassVar[int]
+    FULL_FRAMES_ONLY_WITHOUT_FACES_FIELD_NUMBER: _ClassVar[int]
     num_frames: int
     dense_window_seconds: float
     include_full_frames: bool
-    def __init__(self, num_frames: _Optional[int] = ..., dense_window_seconds: _Optional[float] = ..., include_full_frames: _Optional[bool] = ...) -> None: ...
+    full_frames_only_without_faces: bool
+    def __init__(self, num_frames: _Optional[int] = ..., dense_window_seconds: _Optional[float] = ..., include_full_frames: _Optional[bool] = ..., full_frames_only_without_faces: _Optional[bool] = ...) -> None: ...
 
 class Image(_message.Message):
     __slots__ = ("width", "height", "encoding", "data")

@@ -6,7 +6,8 @@ options, thresholds), the fusion bundle's sha256 and the branch models (name, ve
 sha256) the branches last reported. A branch's model is known only from its answers, so
 the view of branch models goes stale: the cache is consulted only while every branch has
 answered within `model_max_age` seconds; otherwise the analysis runs in full and refreshes
-the view. A model rollout is thus noticed within that window (DFMESH_RESULT_CACHE_MODEL_MAX_AGE_SECONDS).
+the view. A model rollout is thus noticed within that window
+(DFMESH_RESULT_CACHE_MODEL_MAX_AGE_SECONDS).
 
 Only complete results are stored (none with a missing branch). Entries live in this process
 (bounded LRU with a TTL) or, with DFMESH_REDIS_URL, in Redis with the same TTL, so every
@@ -22,7 +23,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Protocol
 
 from deepfake.v1 import branch_pb2, media_pb2

@@ -17,12 +17,12 @@ keep streaming. With the early exit off, every call opens at once.
 
 Full frames: ingest is always asked for include_full_frames (DFMESH_FULL_FRAMES), because
 whether a clip has faces is only known once its frames arrive and the upload is not kept
-for a second pass. Frames where a face was found are forwarded without the full frame (the
-branches use the crops), so the extra bytes travel only ingest -> fusion, and to the frame
-branches only for frames without a face (their centre-crop fallback). Measured on 10 s
-clips: 16 full frames add 44 MB (720p) and 100 MB (1080p) to ingest's stream and no
-ingest time beyond this machine's run-to-run noise (about 1 s); ingest's
-DFMESH_FULL_FRAME_MAX_SIDE bounds their size where the network is slower than loopback.
+for a second pass. Ingest sends a full frame only where it found no face
+(full_frames_only_without_faces; the branches use the crops of the others), and the frame
+branches get it for their centre-crop fallback. Sending all 16 cost 44 MB (720p) and 100 MB
+(1080p) per 10 s clip through ingest -> fusion, about 0.2-0.4 s of CPU in serialization
+(bench: mesh vs in-process CPU); ingest's DFMESH_FULL_FRAME_MAX_SIDE bounds their size
+where the network is slower than loopback.
 
 Deadlines: a branch's own deadline counts from the moment its input is complete (its feed
 closed), so a long ingest does not eat it; the gRPC deadline on the call is that plus the
@@ -285,6 +285,7 @@ class _Run:
         if options.ingest is not None:
             self.ingest_options.CopyFrom(options.ingest)
         self.ingest_options.include_full_frames = self.settings.full_frames
+        self.ingest_options.full_frames_only_without_faces = True
         self._emit = emit
         self.percent = 0.0
         self.clip: media_pb2.ClipInfo | None = None

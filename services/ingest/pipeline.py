@@ -75,6 +75,11 @@ class UploadRequest:
     num_frames: int = 0
     dense_window_seconds: float = 0.0
     include_full_frames: bool = False
+    full_frames_only_without_faces: bool = False
+
+    def wants_full_frame(self, has_faces: bool) -> bool:
+        return self.include_full_frames and not (self.full_frames_only_without_faces
+                                                 and has_faces)
 
 
 @dataclass(frozen=True)
@@ -267,7 +272,7 @@ def _video_pass(path: Path, probe: MediaProbe, plan: Plan, request: UploadReques
                 with span("ingest.detect_faces", frame__index=frame.sample_index):
                     faces = [crop_face(frame.rgb, d) for d in detector.detect(frame.rgb)]
             full = (downscale_to(frame.rgb, settings.full_frame_max_side)[0]
-                    if request.include_full_frames else None)
+                    if request.wants_full_frame(bool(faces)) else None)
             yield SampledResult(frame.sample_index, frame.frame_number, frame.timestamp_seconds,
                                 faces, full)
         with clock.time("faces"):
@@ -305,7 +310,7 @@ def _image_pass(rgb: np.ndarray, request: UploadRequest, settings: IngestSetting
     with clock.time("faces"), span("ingest.detect_faces", frame__index=0):
         faces = [crop_face(rgb, d) for d in detector.detect(rgb)]
     full = None
-    if request.include_full_frames:
+    if request.wants_full_frame(bool(faces)):
         full = downscale_to(rgb, settings.full_frame_max_side)[0]
     return SampledResult(0, 0, 0.0, faces, full)
 

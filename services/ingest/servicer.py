@@ -100,7 +100,8 @@ def upload_request(header: ingest_pb2.IngestHeader) -> UploadRequest:
         filename=header.upload.filename, declared_size=header.upload.declared_size,
         analysis_id=header.upload.analysis_id, num_frames=header.options.num_frames,
         dense_window_seconds=header.options.dense_window_seconds,
-        include_full_frames=header.options.include_full_frames)
+        include_full_frames=header.options.include_full_frames,
+        full_frames_only_without_faces=header.options.full_frames_only_without_faces)
 
 
 class UploadStream:
