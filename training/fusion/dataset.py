@@ -12,7 +12,8 @@ mouth crops around its middle, and its mono 16 kHz PCM. Versions (label 1 = fake
     temporal       a sequence manipulation (flicker, identity_jitter, stable_blend) or
                    frame-order jitter (repeated and dropped frames)
     audio          the speech resynthesized (training.audio.spoof), video untouched
-    lipsync        the audio shifted by 0.4-1.0 s or swapped with another clip's
+    lipsync        the audio shifted by 0.4-1.0 s or swapped with another clip's (speech
+                   clips only: the LivePortrait driving clips' audio is mostly not speech)
     visual_audio   both the visual and the audio fakes
 
 Both audio sides go through the same channel augmentations. Rows are written to
@@ -173,8 +174,10 @@ def segment_rng(seed: int, name: str, side: str) -> np.random.Generator:
 
 
 def score_visual_side(seg: Segment, frames: list[np.ndarray], models: OnnxBranches,
-                      donors: DonorPool, rng: np.random.Generator) -> dict[str, dict]:
-    """tiny_gate, visual, temporal and mri scores of the real and manipulated frame sets."""
+                      donors: DonorPool, rng: np.random.Generator,
+                      only: frozenset[str] = frozenset(VISUAL_BRANCHES)) -> dict[str, dict]:
+    """tiny_gate, visual, temporal and mri scores (those in `only`) of the real and
+    manipulated frame sets."""
     faces, found = faces_at(seg, frames, sampled_indices(seg))
     faces_b, found_b = faces_at(seg, frames, sampled_indices(seg, 0.5))
     crop_sets = {"real": ([f.crop for f in faces], found),
@@ -183,10 +186,18 @@ def score_visual_side(seg: Segment, frames: list[np.ndarray], models: OnnxBranch
                  "temporal": (temporal_fake(faces, rng, donors), found)}
     side = {}
     for key, (crops, n_faces) in crop_sets.items():
-        visual = models.visual(crops, n_faces)
-        side[key] = {"tiny_gate": models.tiny_gate(crops), "visual": visual,
-                     "temporal": models.temporal(visual.embeddings if visual else None),
-                     "mri": models.mri(crops)}
+        scores: dict[str, BranchScore | None] = {}
+        if "tiny_gate" in only:
+            scores["tiny_gate"] = models.tiny_gate(crops)
+        if only & {"visual", "temporal"}:
+            visual = models.visual(crops, n_faces)
+            if "visual" in only:
+                scores["visual"] = visual
+            if "temporal" in only:
+                scores["temporal"] = models.temporal(visual.embeddings if visual else None)
+        if "mri" in only:
+            scores["mri"] = models.mri(crops)
+        side[key] = scores
     return side
 
 
@@ -210,28 +221,31 @@ def score_audio_side(seg: Segment, models: OnnxBranches, swap_pcm: np.ndarray,
 def score_segment(seg: Segment, frames: list[np.ndarray], models: OnnxBranches,
                   donors: DonorPool, swap_pcm: np.ndarray, seed: int,
                   previous: dict[str, dict] | None = None,
-                  sides: tuple[str, ...] = ("visual", "audio")) -> list[dict]:
-    """All versions of one segment, scored. With `previous` rows (by version) and fewer
-    `sides`, the other side's numbers are kept from `previous` (same fakes, same seeds)."""
+                  only: frozenset[str] = frozenset(VISUAL_BRANCHES + AUDIO_BRANCHES)
+                  ) -> list[dict]:
+    """All versions of one segment, scored by the branches in `only`; the other branches'
+    numbers are kept from `previous` rows (same seeds, so the same fakes)."""
+    visual_only = only & frozenset(VISUAL_BRANCHES)
     visual_side = (score_visual_side(seg, frames, models, donors,
-                                     segment_rng(seed, seg.name, "visual"))
-                   if "visual" in sides else None)
+                                     segment_rng(seed, seg.name, "visual"), visual_only)
+                   if visual_only else None)
     audio_side, method = (score_audio_side(seg, models, swap_pcm,
                                            segment_rng(seed, seg.name, "audio"))
-                          if "audio" in sides else (None, None))
+                          if only & frozenset(AUDIO_BRANCHES) else (None, None))
     rows = []
     for version, (v_key, a_key, label) in PLAN.items():
+        if version == "lipsync" and not seg.track.clip.speech:
+            continue  # shifting music or background noise against a face shows nothing
         scores: dict[str, BranchScore | None] = {}
         if visual_side is not None:
             scores.update(visual_side[v_key])
         if audio_side is not None:
-            scores.update(audio_side[a_key])
+            scores.update({b: v for b, v in audio_side[a_key].items() if b in only})
         r = row(seg, version, label, scores)
         old = (previous or {}).get(version)
-        if visual_side is None and old is not None:
-            merge_branches(r, old, VISUAL_BRANCHES)
-        if audio_side is None and old is not None:
-            merge_branches(r, old, AUDIO_BRANCHES)
+        if old is not None:
+            merge_branches(r, old, tuple(b for b in (*VISUAL_BRANCHES, *AUDIO_BRANCHES)
+                                         if b not in only))
         r["details"] = ({"resynthesis": method if a_key == "audio" else None}
                         if method is not None else (old or {}).get("details", {}))
         rows.append(r)
@@ -249,12 +263,12 @@ def merge_branches(new: dict, old: dict, branches: tuple[str, ...]) -> dict:
 
 def build_rows(tracks: list[DenseClip], data_dir: Path, models: OnnxBranches,
                donors_by_split: dict[str, DonorPool], out_path: Path, seed: int = 0,
-               sides: tuple[str, ...] = ("visual", "audio")) -> Path:
+               only: frozenset[str] = frozenset(VISUAL_BRANCHES + AUDIO_BRANCHES)) -> Path:
     """Score every segment of every usable track; write rows.jsonl (one line per version).
-    With sides=("visual",) or ("audio",), only that side is re-scored and the other is kept
-    from the existing rows.jsonl (left empty where a segment has no previous row)."""
+    Only the branches in `only` are (re)scored; the others are kept from the existing
+    rows.jsonl (left empty where a segment has no previous row)."""
     previous: dict[str, dict[str, dict]] = {}
-    if len(sides) < 2 and out_path.is_file():
+    if only != frozenset(VISUAL_BRANCHES + AUDIO_BRANCHES) and out_path.is_file():
         for r in load_rows(out_path):
             previous.setdefault(r["segment"], {})[r["version"]] = r
     usable = [t for t in tracks if usable_for_fusion(t)]
@@ -264,7 +278,7 @@ def build_rows(tracks: list[DenseClip], data_dir: Path, models: OnnxBranches,
         for track in usable:
             frames = (read_frames(data_dir / track.clip.name,
                                   len(track.timestamps) / track.fps + 0.01).frames
-                      if "visual" in sides else [])
+                      if only & frozenset(VISUAL_BRANCHES) else [])
             same_split = sorted((t for t in usable if t.clip.split == track.clip.split
                                  and t.clip.group != track.clip.group),
                                 key=lambda t: t.clip.name)
@@ -275,7 +289,7 @@ def build_rows(tracks: list[DenseClip], data_dir: Path, models: OnnxBranches,
                         else np.zeros(0, np.float32))
                 old = previous.get(seg.name)
                 for r in score_segment(seg, frames, models, donors_by_split[track.clip.split],
-                                       swap, seed, old, sides):
+                                       swap, seed, old, only):
                     fh.write(json.dumps(r) + "\n")
                 log.info("fusion rows: %s", seg.name)
     tmp.replace(out_path)

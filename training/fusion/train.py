@@ -1,7 +1,7 @@
 """`python -m training train --branch fusion`: score the clip dataset with every shipped model,
 fit the heads and temperatures, write models/fusion/<version>/fusion.joblib + manifest.json.
 
-    --rescore all|visual|audio   rebuild runs/fusion/rows.jsonl after branch models changed
+    --rescore all|visual|audio|b1,b2   re-score runs/fusion/rows.jsonl after models changed
 """
 
 from __future__ import annotations
@@ -19,7 +19,13 @@ from dfmesh.runtime.model_repo import write_manifest
 from training.evaluation.metrics import binary_report
 from training.fakes.registry import DonorPool, Face
 from training.fusion.branches import OnnxBranches
-from training.fusion.dataset import VERSIONS, build_rows, load_rows
+from training.fusion.dataset import (
+    AUDIO_BRANCHES,
+    VERSIONS,
+    VISUAL_BRANCHES,
+    build_rows,
+    load_rows,
+)
 from training.fusion.fit import (
     LR_BRANCHES,
     adaptive_probs,
@@ -42,9 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models-dir", type=Path, default=MODELS_DIR)
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--rows", type=Path, default=RUNS_DIR / "fusion" / "rows.jsonl")
-    parser.add_argument("--rescore", choices=("all", "visual", "audio"), default=None,
-                        help="rebuild rows.jsonl: every branch, or only the frame branches "
-                             "(tiny_gate, visual, temporal, mri) or only audio and sync")
+    parser.add_argument("--rescore", default=None,
+                        help="rebuild rows.jsonl for: all | visual (tiny_gate, visual, "
+                             "temporal, mri) | audio (audio, sync) | comma-separated branches")
     parser.add_argument("--score-only", action="store_true", help="write rows.jsonl, fit nothing")
 
 
@@ -66,9 +72,15 @@ def score_rows(args: argparse.Namespace) -> Path:
     models = OnnxBranches(args.models_dir)
     log.info("scoring with %s", models.versions())
     tracks = build_dense_cache(data_dir, talking_clips(data_dir, args.seed))
-    sides = ("visual", "audio") if args.rescore in (None, "all") else (args.rescore,)
+    groups = {"all": VISUAL_BRANCHES + AUDIO_BRANCHES, "visual": VISUAL_BRANCHES,
+              "audio": AUDIO_BRANCHES}
+    only = frozenset(b for part in (args.rescore or "all").split(",")
+                     for b in groups.get(part, (part,)))
+    unknown = only - set(groups["all"])
+    if unknown:
+        raise SystemExit(f"--rescore: unknown branches {sorted(unknown)}")
     build_rows(tracks, data_dir, models, donor_pools(args.seed), args.rows, seed=args.seed,
-               sides=sides)
+               only=only)
     (args.rows.with_suffix(".models.json")).write_text(json.dumps(models.versions(), indent=1))
     return args.rows
 
