@@ -113,7 +113,8 @@ def _sections(r: Results, render) -> list[tuple[str, str]]:
               _s(g["exit_cpu"]), _s(g["full_cpu"]),
               f"{g['exit_cpu']['median'] / g['full_cpu']['median']:.2f}"]])))
     if r.throughput:
-        out.append(("Throughput (the 720p clip; CPU = every service process, from /proc)",
+        out.append((f"Throughput ({r.throughput_clip}, full path; CPU = every service process, "
+                    "from /proc; bound = 60 x 2 cores / CPU s per clip)",
                     render(THROUGHPUT_HEADER, _rows_throughput(r))))
     mem_rows = []
     for name, peak in r.peak_rss_mib.items():
@@ -126,7 +127,7 @@ def _sections(r: Results, render) -> list[tuple[str, str]]:
     if mem_rows:
         clips = r.memory.get("clips", 0)
         out.append((f"Memory and CPU per service (RSS over a {clips}-clip run; CPU seconds per "
-                    "720p clip over the throughput runs)", render(
+                    f"clip over the throughput runs, {r.throughput_clip})", render(
                         ["service", "peak RSS MiB", "RSS after warm-up", "RSS at end", "growth",
                          "CPU s/clip"], mem_rows)))
     return out
@@ -196,7 +197,7 @@ def markdown(r: Results) -> str:
 
 def service_times(r: Results) -> dict:
     """The file tests/k8s/test_autoscaling.py reads (docs/DEPLOY.md, service_times)."""
-    return {"source": f"{r.command}, {r.started}, 720p 10 s talking clip, mean over the "
+    return {"source": f"{r.command}, {r.started}, {r.throughput_clip}, mean over the "
                       "throughput runs (concurrency 1-8), "
                       f"{r.repo_kind} models, {r.machine}",
             "cpu_seconds_per_clip": {k: round(v, 3) for k, v in r.service_cpu_per_clip.items()}}

@@ -58,6 +58,7 @@ class Results:
     in_process: dict[str, dict] = field(default_factory=dict)
     backends: list[dict] = field(default_factory=list)
     gate: dict = field(default_factory=dict)
+    throughput_clip: str = ""
     throughput: list[dict] = field(default_factory=list)
     memory: dict = field(default_factory=dict)
     peak_rss_mib: dict[str, float] = field(default_factory=dict)
@@ -154,6 +155,7 @@ async def section_gate(results: Results, mesh, clip: Clip, repeats: int) -> None
 
 async def section_throughput(results: Results, mesh, clip: Clip, levels: list[int],
                              per_level: int) -> None:
+    results.throughput_clip = clip.label
     for level in levels:
         load_mark(results, f"throughput c={level}")
         log(f"throughput: concurrency {level}")
