@@ -21,7 +21,7 @@ def test_bench_quick_writes_its_table(tmp_path: Path, shared_data: Path) -> None
     report = (tmp_path / "BENCHMARKS.quick.md").read_text()
     for heading in ("End to end through the local mesh", "Time per stage",
                     "ONNX Runtime vs PyTorch eager", "Gate", "Throughput", "Targets"):
-        assert f"## {heading}" in report
+        assert f"### {heading}" in report
     results = json.loads((tmp_path / "BENCHMARKS.quick.json").read_text())
     (clip, e2e), = results["e2e"].items()
     assert e2e["wall"]["median"] > 0 and e2e["stages_ms"]["ingest"] > 0
