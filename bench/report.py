@@ -103,6 +103,15 @@ def _sections(r: Results, render) -> list[tuple[str, str]]:
     if r.backends:
         out.append(("ONNX Runtime vs PyTorch eager (1 thread each)",
                     render(BACKENDS_HEADER, _rows_backends(r))))
+    if r.ingest:
+        out.append(("Ingest alone, in process (MTCNN path x decoder; 16 sampled frames + "
+                    "2.5 s dense window + PCM)", render(
+                        ["clip", "MTCNN", "decoder", "wall s", "CPU s", "decode thread s",
+                         "faces s", "frames with face"],
+                        [[i["clip"], i["mtcnn"], i["decoder"], _spread(i["wall"]),
+                          _spread(i["cpu"]), f"{i['decode_ms'] / 1000:.2f}",
+                          f"{i['faces_ms'] / 1000:.2f}", f"{i['frames_with_face']}/16"]
+                         for i in r.ingest])))
     if r.gate:
         g = r.gate
         out.append(("Gate", render(

@@ -8,6 +8,7 @@ Sections, all in one run and side by side (mesh and in-process runs interleaved 
 that the machine's load drifts over both alike):
   floor        ffmpeg -i CLIP -f null - per clip
   backends     ONNX Runtime vs PyTorch eager per branch model; MTCNN torch vs ONNX path
+  ingest       ingest alone in process: MTCNN torch/ONNX x decoder OpenCV/PyAV (not --quick)
   e2e          every clip through the local mesh (processes on loopback), full path:
                latency p50/p95 and the orchestrator's time per stage; the same clips
                through the in-process pipeline (bench.in_process): the mesh overhead
@@ -57,6 +58,7 @@ class Results:
     e2e: dict[str, dict] = field(default_factory=dict)
     in_process: dict[str, dict] = field(default_factory=dict)
     backends: list[dict] = field(default_factory=list)
+    ingest: list[dict] = field(default_factory=list)
     gate: dict = field(default_factory=dict)
     throughput_clip: str = ""
     throughput: list[dict] = field(default_factory=list)
@@ -195,6 +197,24 @@ async def run_all(args: argparse.Namespace) -> Results:
         results.backends = [{"name": t.name, "shapes": t.shapes, "torch_ms": t.torch_ms,
                              "onnx_ms": t.onnx_ms, "ratio": t.ratio} for t in timings]
 
+    if not args.quick and "ingest" not in args.skip:
+        from bench.ingest_configs import CONFIGS, compare_ingest
+
+        load_mark(results, "ingest")
+        log("ingest: MTCNN path x decoder")
+        heavy = [c.path for c in clips if c.label in ("talking 720p 10 s", "talking 1080p 10 s")]
+        runs = await compare_ingest(heavy, repeats, args.workdir)
+        for clip_name, clip_runs in runs.items():
+            for backend, decoder in CONFIGS:
+                mine = [x for x in clip_runs if (x.backend, x.decoder) == (backend, decoder)]
+                results.ingest.append({
+                    "clip": clip_name, "mtcnn": backend, "decoder": decoder,
+                    "wall": Summary(tuple(x.wall for x in mine)).as_dict(),
+                    "cpu": Summary(tuple(x.cpu for x in mine)).as_dict(),
+                    "decode_ms": statistics.median(x.stages_ms.get("decode", 0) for x in mine),
+                    "faces_ms": statistics.median(x.stages_ms.get("faces", 0) for x in mine),
+                    "frames_with_face": min(x.frames_with_face for x in mine)})
+
     with tempfile.TemporaryDirectory(prefix="bench-mesh-", dir=args.workdir) as tmp:
         log("starting the local mesh")
         # Every gate answer counts as "confidently real" so the early-exit path is taken
@@ -258,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="clips per client at each concurrency level")
     parser.add_argument("--memory-clips", type=int, default=None,
                         help="clips in the memory run (default 200, quick 0)")
-    parser.add_argument("--skip", nargs="*", default=[], choices=("backends",))
+    parser.add_argument("--skip", nargs="*", default=[], choices=("backends", "ingest"))
     parser.add_argument("--out", type=Path, default=None, help="markdown report (default "
                         "docs/BENCHMARKS.md, quick: WORKDIR/BENCHMARKS.quick.md)")
     parser.add_argument("--service-times", type=Path, default=None,
