@@ -103,6 +103,13 @@ def dev_sanity(models: OnnxBranches, data_dir: Path) -> dict[str, dict]:
     return out
 
 
+def stale_lines(scored: dict[str, str | None], shipped: dict[str, str]) -> list[str]:
+    """Warnings where the rows were scored by other model versions than models/ holds."""
+    return [f"- **Warning**: rows were scored with {branch} `{scored.get(branch)}` but "
+            f"models/ holds `{version}`; re-run with `--rescore {branch}`."
+            for branch, version in shipped.items() if scored.get(branch) != version]
+
+
 def first_report(metrics: dict, path: str) -> tuple[dict, str]:
     """The first dict with an "auc" in a manifest's metrics (depth-first), and its key path."""
     if "auc" in metrics:
@@ -221,7 +228,9 @@ def run(args: argparse.Namespace) -> dict:
         f"  - test clips ({seg_counts['test']} segments): {', '.join(splits['test'])}",
         "- Heads fitted on train; temperatures (and adaptive per-branch temperatures) fitted "
         "on val by minimizing the Brier score; test used only here.",
-        "- Models scored: " + (", ".join(f"`{v}`" for v in scored.values()) or "see manifest"),
+        "- Models scored: " + (", ".join(f"`{v}`" for v in scored.values() if v)
+                               or "see manifest"),
+        *stale_lines(scored, models.versions()),
         f"- Fusion bundle: `models/fusion/{manifest.version}/fusion.joblib` "
         f"(sha256 {manifest.sha256[:16]}...).",
         "",

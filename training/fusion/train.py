@@ -81,7 +81,12 @@ def score_rows(args: argparse.Namespace) -> Path:
         raise SystemExit(f"--rescore: unknown branches {sorted(unknown)}")
     build_rows(tracks, data_dir, models, donor_pools(args.seed), args.rows, seed=args.seed,
                only=only)
-    (args.rows.with_suffix(".models.json")).write_text(json.dumps(models.versions(), indent=1))
+    record = args.rows.with_suffix(".models.json")
+    versions = json.loads(record.read_text()) if record.is_file() and only != frozenset(
+        groups["all"]) else {}
+    current = models.versions()
+    versions.update({b: current.get(b) for b in only})   # None: no model, branch left empty
+    record.write_text(json.dumps(versions, indent=1))
     return args.rows
 
 
