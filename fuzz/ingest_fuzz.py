@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -83,8 +84,6 @@ def test_one_input(data: bytes) -> None:
 
 def make_seeds(directory: Path) -> None:
     """Small valid inputs for the fuzzer to mutate (first byte picks the extension)."""
-    import subprocess
-
     directory.mkdir(parents=True, exist_ok=True)
     jobs = {
         "mp4": (0, ["-f", "lavfi", "-i", "testsrc2=s=64x48:r=5:d=1", "-f", "lavfi", "-i",

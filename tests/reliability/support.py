@@ -58,9 +58,16 @@ class Stack:
                              "peak_mib": proc_status_kib(pid, "VmHWM") // 1024}
         return out
 
-    def leftovers(self) -> list[str]:
-        """Whatever is left in ingest's temp dir and the gateway's spool dir."""
-        return sorted(str(p) for d in (self.ingest_temp, self.spool) for p in d.iterdir())
+    def leftovers(self, settle_seconds: float = 5.0) -> list[str]:
+        """Whatever is still in ingest's temp dir and the gateway's spool dir after up to
+        `settle_seconds` (an analysis answered early, e.g. by the gate, cancels ingest, which
+        removes its files a moment after the answer)."""
+        deadline = time.monotonic() + settle_seconds
+        while True:
+            left = sorted(str(p) for d in (self.ingest_temp, self.spool) for p in d.iterdir())
+            if not left or time.monotonic() > deadline:
+                return left
+            time.sleep(0.1)
 
 
 async def _ingest_requests(data: bytes, filename: str, declared_size: int | None,

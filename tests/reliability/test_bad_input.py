@@ -50,8 +50,11 @@ def figures() -> Iterator[dict]:
     FIGURES.write_text(json.dumps(collected, indent=2, sort_keys=True))
 
 
-def _judge(case: Case, seconds: float, ok: bool, refused: bool, message: str) -> str:
+def _judge(case: Case, seconds: float, ok: bool, refused: bool, message: str,
+           left: list[str]) -> str:
     """"" when the outcome is what the case asks for, else why not."""
+    if left:
+        return f"temporary files left behind: {left}"
     if seconds > CASE_SECONDS:
         return f"took {seconds:.1f} s"
     if case.expect == "analyzed" and not ok:
@@ -98,7 +101,8 @@ def test_corpus_through_rest(stack: Stack, corpus: list[Case], figures: dict) ->
             rows.append({"case": case.name, "http": reply.status_code,
                          "code": body.get("code", ""), "seconds": round(seconds, 2),
                          "message": message[:160],
-                         "problem": _judge(case, seconds, ok, refused, message)})
+                         "problem": _judge(case, seconds, ok, refused, message,
+                                            stack.leftovers())})
 
         # Bodies only REST has: no file field, not multipart at all, JSON.
         clip = next(c for c in corpus if c.name == "video_only").path.read_bytes()
@@ -146,7 +150,7 @@ def test_corpus_through_fusion_grpc(stack: Stack, corpus: list[Case], figures: d
         refused = code in REFUSED_CODES
         rows.append({"case": case.name, "grpc": code.name, "seconds": round(seconds, 2),
                      "message": details[:160],
-                     "problem": _judge(case, seconds, ok, refused, details)})
+                     "problem": _judge(case, seconds, ok, refused, details, stack.leftovers())})
     _finish(stack, before, rows, figures, "fusion_grpc")
     _valid_clip_still_works(stack, corpus)
 
@@ -160,7 +164,7 @@ def test_corpus_through_ingest_grpc(stack: Stack, corpus: list[Case], figures: d
         refused = code in REFUSED_CODES
         rows.append({"case": case.name, "grpc": code.name, "seconds": round(seconds, 2),
                      "packets": len(kinds), "message": details[:160],
-                     "problem": _judge(case, seconds, ok, refused, details)})
+                     "problem": _judge(case, seconds, ok, refused, details, stack.leftovers())})
 
     # Protocol abuse only gRPC allows: data before the header, a lying declared size.
     clip = next(c for c in corpus if c.name == "video_only").path.read_bytes()

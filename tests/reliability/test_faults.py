@@ -156,18 +156,20 @@ def test_baseline_is_not_degraded(fault_mesh, clip: Path) -> None:
 
 @pytest.fixture(scope="module")
 def longer_clip(clip: Path) -> Path:
-    """8 s at 320x240: ingest works for seconds after the branch calls are opened."""
+    """8 s at 320x240 (16 sampled frames): ingest works for seconds after the branch calls
+    are opened."""
     return make_clip(clip.with_name("longer.mp4"), seconds=8.0, size=(320, 240))
 
 
-def at_first_frame(action) -> tuple:
-    """A progress hook running `action` once, at the first sampled frame: ClipInfo has
-    arrived, so fusion has checked health and opened every branch call, and none of them
-    has its whole input yet."""
+def at_fourth_frame(action) -> tuple:
+    """A progress hook running `action` once, at the fourth sampled frame: ClipInfo came
+    three frames (several MTCNN passes) earlier, so fusion has checked health and opened
+    every branch call; none of them has its whole input yet (16 frames, then the dense
+    window and the audio follow)."""
     done = threading.Event()
 
     def hook(event: Progress) -> None:
-        if event.message.startswith("Extracting frames (") and not done.is_set():
+        if event.message.startswith("Extracting frames (4/") and not done.is_set():
             action()
             done.set()
     return hook, done
@@ -177,7 +179,7 @@ def test_branch_killed_mid_request_degrades_then_recovers(fault_mesh, clip: Path
                                                          longer_clip: Path) -> None:
     mesh, _, _ = fault_mesh
     victim = process(mesh, "mri")
-    hook, killed = at_first_frame(lambda: os.kill(victim.popen.pid, signal.SIGKILL))
+    hook, killed = at_fourth_frame(lambda: os.kill(victim.popen.pid, signal.SIGKILL))
     seconds, during = run_analysis(mesh, longer_clip, hook)
     assert killed.is_set()
     assert during["degraded"] and during["missingBranches"] == ["mri"], during["branches"]
@@ -201,7 +203,7 @@ def test_frozen_branch_is_left_out_at_its_deadline(fault_mesh, clip: Path,
     it; SIGCONT and the branch is used again."""
     mesh, _, _ = fault_mesh
     victim = process(mesh, "audio")
-    hook, frozen = at_first_frame(lambda: os.kill(victim.popen.pid, signal.SIGSTOP))
+    hook, frozen = at_fourth_frame(lambda: os.kill(victim.popen.pid, signal.SIGSTOP))
     try:
         seconds, during = run_analysis(mesh, longer_clip, hook)
     finally:
