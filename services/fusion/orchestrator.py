@@ -392,6 +392,13 @@ class _Run:
         timings = {k: v for k, v in self.timings.items() if k == "ingest"}
         timings["total"] = (time.perf_counter() - start) * 1000
         self.span.set_attribute("from_cache", True)
+        # The progress a client shows: each branch's outcome, as the cached result has it.
+        ran = [b for b in cached.branches.values() if b.state != "not_run"]
+        for done, branch in enumerate(ran, start=1):
+            self.emit("RUNNING_MODELS",
+                      EXTRACT_END + (MODELS_END - EXTRACT_END) * done / max(len(ran), 1),
+                      f"{branch.name} {branch.state.replace('_', ' ')} (cached result)",
+                      branch=branch.name)
         self.emit("FINAL_CLASSIFICATION", 100.0, "Final classification (cached result)")
         log.info("analysis answered from the result cache",
                  extra={"verdict": cached.verdict, "total_ms": round(timings["total"])})
