@@ -23,7 +23,7 @@ class GatewaySettings(ServiceSettings):
     redis_url: str = Field("", description="e.g. redis://redis:6379/0; empty = state in memory")
 
     max_upload_bytes: int = Field(512 * MiB, ge=1, description="larger uploads get 413")
-    max_concurrent_analyses: int = Field(4, ge=1, description="more at once get 429")
+    max_concurrent_analyses: int = Field(2, ge=1, description="more at once get 429")
     busy_retry_seconds: int = Field(5, ge=1, description="Retry-After sent with 429")
     result_ttl_seconds: float = Field(3600.0, gt=0,
                                       description="how long a finished analysis is kept")

@@ -57,7 +57,7 @@ class FusionSettings(ServiceSettings):
     redis_url: str = Field("", description="e.g. redis://redis:6379/0: the result cache in "
                            "Redis, shared by fusion replicas; empty = in this process")
 
-    max_concurrent_analyses: int = Field(4, ge=1, description="more at once are refused")
+    max_concurrent_analyses: int = Field(2, ge=1, description="more at once are refused")
     busy_retry_seconds: float = Field(2.0, ge=0, description="retry hint when busy")
     max_upload_bytes: int = Field(512 * MiB, ge=1, description="larger uploads are refused")
 
