@@ -347,7 +347,7 @@ async def test_busy_ingest_passes_through_with_retry_after(mesh: Mesh) -> None:
         yield orchestrator_pb2.AnalyzeRequest(data=mesh.clip.read_bytes()[:1000])
         await release.wait()
 
-    async with fusion(mesh) as (client, _):
+    async with fusion(mesh, max_concurrent_analyses=4) as (client, _):  # above ingest
         held = [client.stub.Analyze(held_upload(), timeout=60) for _ in range(2)]  # ingest's 2
         for call in held:
             while (await call.read()).progress.stage != orchestrator_pb2.EXTRACTING_FRAMES:
