@@ -28,6 +28,8 @@ command -v "$PY" >/dev/null || PY=python3
 .venv/bin/pip install -q -e ".[ingest,branch,fusion,gateway,train,dev]"
 # facenet-pytorch 2.6.0 pins an old torch and numpy; it works with ours, so skip its deps.
 .venv/bin/pip install -q --no-deps "facenet-pytorch==2.6.0"
+# Compile librosa's cached numba kernels now, before services and tests race to do it.
+.venv/bin/python scripts/warm_numba_cache.py
 
 if [ -f web/package.json ]; then
   if ! command -v npm >/dev/null; then
