@@ -222,7 +222,7 @@ def table(report: dict) -> str:
 
 
 def _own_mesh_run(args: argparse.Namespace, sizes: dict[str, int], image: bytes) -> dict:
-    """Start the mesh (tests.mesh, test-built models unless DFMESH_TEST_SHIPPED_MODELS=1)
+    """Start the mesh (tests.mesh, the shipped models unless DFMESH_TEST_SHIPPED_MODELS=0)
     and a gateway with limit `args.limit` on every hop, run, stop."""
     from tests import mesh as mesh_support
 

@@ -41,17 +41,16 @@ def free_port() -> int:
 # --- a model repository ---
 
 def model_repo(tmp: Path) -> Path:
-    """Small real test-built models for every branch and fusion
-    (tests/fusion_support.build_test_repo, shared with the end-to-end mesh test).
+    """The model repository the shared mesh serves (tests/fusion_support.build_test_repo).
 
-    Set DFMESH_TEST_SHIPPED_MODELS=1 to use the shipped ones from models/ where present.
-    Off by default: these tests are about the gateway and the UI, and must not break
-    while a branch's shipped export and its preprocessing code are out of step (the
-    end-to-end mesh test and the branch tests cover the shipped models)."""
+    The shipped release in models/ when it is complete, so the gateway, UI, reliability and
+    observability tests run the real models; small test-built models with known outputs
+    otherwise, or with DFMESH_TEST_SHIPPED_MODELS=0 (to test the plumbing while a branch's
+    export and its preprocessing code are out of step)."""
     from tests.fusion_support import build_test_repo
 
     root = tmp / "models"
-    build_test_repo(root, prefer_shipped=os.environ.get("DFMESH_TEST_SHIPPED_MODELS") == "1")
+    build_test_repo(root, prefer_shipped=os.environ.get("DFMESH_TEST_SHIPPED_MODELS") != "0")
     return root
 
 
