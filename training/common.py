@@ -152,3 +152,18 @@ def predict_in_batches(fn: Callable[[Sequence[Any]], np.ndarray], items: Sequenc
                        batch_size: int) -> np.ndarray:
     out = [fn(items[i : i + batch_size]) for i in range(0, len(items), batch_size)]
     return np.concatenate(out) if out else np.zeros(0)
+
+
+def random_windows(images: torch.Tensor, masks: torch.Tensor, size: int,
+                   rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same random size x size window of each [C, H, W] image and its mask (no
+    resampling, so pixel-level traces keep their serving scale)."""
+    if size >= images.shape[-1]:
+        return images, masks
+    h, w = images.shape[-2:]
+    xs, ms = [], []
+    for img, m in zip(images, masks, strict=True):
+        y, x = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
+        xs.append(img[:, y : y + size, x : x + size])
+        ms.append(m[:, y : y + size, x : x + size])
+    return torch.stack(xs), torch.stack(ms)

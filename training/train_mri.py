@@ -25,6 +25,7 @@ from training.common import (
     held_out_samples,
     load_checkpoint,
     load_dev_set,
+    random_windows,
     save_checkpoint,
     start_run,
 )
@@ -50,20 +51,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="train samples whose 256 maps train the classifier")
     parser.add_argument("--classifier-epochs", type=int, default=30)
     parser.set_defaults(batch_size=8, lr=1e-3)
-
-
-def windows(images: torch.Tensor, maps: torch.Tensor, size: int,
-            rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """The same random window of each image and its target map."""
-    if size >= images.shape[-1]:
-        return images, maps
-    h, w = images.shape[-2:]
-    xs, ms = [], []
-    for img, m in zip(images, maps, strict=True):
-        y, x = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
-        xs.append(img[:, y : y + size, x : x + size])
-        ms.append(m[:, y : y + size, x : x + size])
-    return torch.stack(xs), torch.stack(ms)
 
 
 def to_tensors(samples: Sequence[Sample]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -112,7 +99,7 @@ def train_generator(ctx: RunContext, generator: UNetGenerator,
             first = step * args.batch_size
             samples = [sampler.sample(epoch, first + j) for j in range(args.batch_size)]
             images, targets, _ = to_tensors(samples)
-            images, targets = windows(images, targets, args.train_size, rng)
+            images, targets = random_windows(images, targets, args.train_size, rng)
             pred = generator(images)
             d_real = discriminator(images, targets)
             d_fake = discriminator(images, pred.detach())

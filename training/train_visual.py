@@ -28,6 +28,7 @@ from training.common import (
     load_checkpoint,
     load_dev_set,
     predict_in_batches,
+    random_windows,
     save_checkpoint,
     start_run,
 )
@@ -48,21 +49,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "serving size 224 after training on smaller windows)")
     parser.add_argument("--mask-weight", type=float, default=1.0,
                         help="weight of the auxiliary manipulation-map loss (0: off)")
-
-
-def random_windows(images: torch.Tensor, masks: torch.Tensor, size: int,
-                   rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """The same random size x size window of each [C, H, W] image and its mask (no
-    resampling, so pixel-level traces keep their serving scale)."""
-    if size >= images.shape[-1]:
-        return images, masks
-    h, w = images.shape[-2:]
-    xs, ms = [], []
-    for img, m in zip(images, masks, strict=True):
-        y, x = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
-        xs.append(img[:, y : y + size, x : x + size])
-        ms.append(m[:, y : y + size, x : x + size])
-    return torch.stack(xs), torch.stack(ms)
 
 
 def mask_tensor(samples: Sequence, size: int = VISUAL_SIZE) -> torch.Tensor:
