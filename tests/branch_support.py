@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -33,7 +34,8 @@ def _reduce(op: str, source: str, out: str, axes: list[int]) -> list[onnx.NodePr
 
 def build_model(version_dir: Path, branch: str, inputs: dict[str, list[int | str]],
                 reduce_ops: dict[str, str], extra_outputs: Sequence[str] = (),
-                version: str = "1.0.0", preprocessing: dict | None = None) -> Path:
+                version: str = "1.0.0", preprocessing: dict | None = None,
+                **manifest_extra: Any) -> Path:
     """An ONNX model whose logit is the sum over inputs of reduce_ops[name](input) over all
     non-batch axes, written with a real manifest. extra_outputs may name "embedding" (the
     per-channel spatial mean, [N, C]) and "mri_map" (sigmoid of the input)."""
@@ -69,7 +71,7 @@ def build_model(version_dir: Path, branch: str, inputs: dict[str, list[int | str
         inputs=[{"name": n, "shape": s, "dtype": "float32"} for n, s in inputs.items()],
         outputs=[{"name": o.name, "shape": ["N"], "dtype": "float32"} for o in outputs],
         preprocessing=preprocessing or {"test": "logit = reduction of the input"},
-        training_data="none: built by the test", metrics={})
+        training_data="none: built by the test", metrics={}, **manifest_extra)
     return version_dir
 
 

@@ -23,17 +23,23 @@ from tests.branch_support import (
 )
 
 
-def embedding_requests(values: np.ndarray, order: list[int] | None = None
+PAIRED_VISUAL = "a" * 64
+
+
+def embedding_requests(values: np.ndarray, order: list[int] | None = None, source: str = ""
                        ) -> list[branch_pb2.BranchRequest]:
     order = order if order is not None else list(range(len(values)))
     return [branch_pb2.BranchRequest(embedding=branch_pb2.FrameEmbedding(
-        frame_index=i, timestamp_seconds=0.5 * i, values=values[i].tolist())) for i in order]
+        frame_index=i, timestamp_seconds=0.5 * i, values=values[i].tolist(),
+        source_model_sha256=source)) for i in order]
 
 
 @pytest.fixture
 async def server(tmp_path):
     build_model(tmp_path / "temporal" / "1.0.0", "temporal",
-                {"embeddings": [1, "T", 4]}, {"embeddings": "ReduceMean"})
+                {"embeddings": [1, "T", 4]}, {"embeddings": "ReduceMean"},
+                visual_model={"name": "visual-test", "version": "1.0.0",
+                              "sha256": PAIRED_VISUAL})
     settings = TemporalSettings(model_repo=tmp_path, metrics_port=0)
     async with running(TemporalServer(settings), settings) as running_server:
         yield running_server
@@ -47,6 +53,21 @@ async def test_sequence_probability_in_frame_order(server) -> None:
     assert dict(result.features) == pytest.approx({"temporal_prob_fake": expected}, abs=1e-6)
     assert result.prob_fake == pytest.approx(expected, abs=1e-6)
     assert [s.item for s in result.item_scores] == ["frames:0-5"]
+
+
+async def test_embeddings_of_the_paired_visual_are_scored(server) -> None:
+    values = np.ones((3, 4), dtype=np.float32)
+    result = await analyze(server.port, [header(), *embedding_requests(values,
+                                                                       source=PAIRED_VISUAL)])
+    assert result.status == branch_pb2.OK
+
+
+async def test_embeddings_of_another_visual_are_no_input(server) -> None:
+    values = np.ones((3, 4), dtype=np.float32)
+    result = await analyze(server.port, [header(), *embedding_requests(values, source="b" * 64)])
+    assert result.status == branch_pb2.NO_INPUT
+    assert "bbbbbbbbbbbb" in result.detail and "aaaaaaaaaaaa" in result.detail
+    assert not result.features
 
 
 async def test_fewer_than_two_embeddings_is_no_input(server) -> None:
@@ -72,5 +93,6 @@ async def test_shipped_model_on_visual_embeddings(shared_data) -> None:
     async with running(TemporalServer(settings), settings) as temporal:
         result = await analyze(temporal.port, [header(), *(
             branch_pb2.BranchRequest(embedding=e) for e in seen.embeddings)])
-    assert result.status == branch_pb2.OK
+    assert result.status == branch_pb2.OK, result.detail
+    assert {e.source_model_sha256 for e in seen.embeddings} == {seen.model.sha256}
     assert 0.0 <= result.features["temporal_prob_fake"] <= 1.0

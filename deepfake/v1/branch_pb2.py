@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from deepfake.v1 import media_pb2 as deepfake_dot_v1_dot_media__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x64\x65\x65pfake/v1/branch.proto\x12\x0b\x64\x65\x65pfake.v1\x1a\x17\x64\x65\x65pfake/v1/media.proto\"#\n\x0c\x42ranchHeader\x12\x13\n\x0b\x61nalysis_id\x18\x01 \x01(\t\"P\n\x0e\x46rameEmbedding\x12\x13\n\x0b\x66rame_index\x18\x01 \x01(\r\x12\x19\n\x11timestamp_seconds\x18\x02 \x01(\x01\x12\x0e\n\x06values\x18\x03 \x03(\x02\"\xa4\x01\n\rBranchRequest\x12+\n\x06header\x18\x01 \x01(\x0b\x32\x19.deepfake.v1.BranchHeaderH\x00\x12)\n\x05media\x18\x02 \x01(\x0b\x32\x18.deepfake.v1.MediaPacketH\x00\x12\x30\n\tembedding\x18\x03 \x01(\x0b\x32\x1b.deepfake.v1.FrameEmbeddingH\x00\x42\t\n\x07payload\"\\\n\tItemScore\x12\x0c\n\x04item\x18\x01 \x01(\t\x12\x13\n\x0b\x66rame_index\x18\x02 \x01(\r\x12\x19\n\x11timestamp_seconds\x18\x03 \x01(\x01\x12\x11\n\tprob_fake\x18\x04 \x01(\x02\"L\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x10\n\x08provider\x18\x04 \x01(\t\"\xcd\x03\n\x0c\x42ranchResult\x12\x0e\n\x06\x62ranch\x18\x01 \x01(\t\x12)\n\x06status\x18\x02 \x01(\x0e\x32\x19.deepfake.v1.BranchStatus\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\x12\x39\n\x08\x66\x65\x61tures\x18\x04 \x03(\x0b\x32\'.deepfake.v1.BranchResult.FeaturesEntry\x12\x11\n\tprob_fake\x18\x05 \x01(\x01\x12+\n\x0bitem_scores\x18\x06 \x03(\x0b\x32\x16.deepfake.v1.ItemScore\x12/\n\nembeddings\x18\x07 \x03(\x0b\x32\x1b.deepfake.v1.FrameEmbedding\x12%\n\x05model\x18\x08 \x01(\x0b\x32\x16.deepfake.v1.ModelInfo\x12<\n\ntimings_ms\x18\t \x03(\x0b\x32(.deepfake.v1.BranchResult.TimingsMsEntry\x1a/\n\rFeaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x30\n\x0eTimingsMsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01*Q\n\x0c\x42ranchStatus\x12\x1d\n\x19\x42RANCH_STATUS_UNSPECIFIED\x10\x00\x12\x06\n\x02OK\x10\x01\x12\x0c\n\x08NO_INPUT\x10\x02\x12\x0c\n\x08\x46\x41LLBACK\x10\x03\x32S\n\rBranchService\x12\x42\n\x07\x41nalyze\x12\x1a.deepfake.v1.BranchRequest\x1a\x19.deepfake.v1.BranchResult(\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x64\x65\x65pfake/v1/branch.proto\x12\x0b\x64\x65\x65pfake.v1\x1a\x17\x64\x65\x65pfake/v1/media.proto\"#\n\x0c\x42ranchHeader\x12\x13\n\x0b\x61nalysis_id\x18\x01 \x01(\t\"m\n\x0e\x46rameEmbedding\x12\x13\n\x0b\x66rame_index\x18\x01 \x01(\r\x12\x19\n\x11timestamp_seconds\x18\x02 \x01(\x01\x12\x0e\n\x06values\x18\x03 \x03(\x02\x12\x1b\n\x13source_model_sha256\x18\x04 \x01(\t\"\xa4\x01\n\rBranchRequest\x12+\n\x06header\x18\x01 \x01(\x0b\x32\x19.deepfake.v1.BranchHeaderH\x00\x12)\n\x05media\x18\x02 \x01(\x0b\x32\x18.deepfake.v1.MediaPacketH\x00\x12\x30\n\tembedding\x18\x03 \x01(\x0b\x32\x1b.deepfake.v1.FrameEmbeddingH\x00\x42\t\n\x07payload\"\\\n\tItemScore\x12\x0c\n\x04item\x18\x01 \x01(\t\x12\x13\n\x0b\x66rame_index\x18\x02 \x01(\r\x12\x19\n\x11timestamp_seconds\x18\x03 \x01(\x01\x12\x11\n\tprob_fake\x18\x04 \x01(\x02\"L\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x10\n\x08provider\x18\x04 \x01(\t\"\xcd\x03\n\x0c\x42ranchResult\x12\x0e\n\x06\x62ranch\x18\x01 \x01(\t\x12)\n\x06status\x18\x02 \x01(\x0e\x32\x19.deepfake.v1.BranchStatus\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\x12\x39\n\x08\x66\x65\x61tures\x18\x04 \x03(\x0b\x32\'.deepfake.v1.BranchResult.FeaturesEntry\x12\x11\n\tprob_fake\x18\x05 \x01(\x01\x12+\n\x0bitem_scores\x18\x06 \x03(\x0b\x32\x16.deepfake.v1.ItemScore\x12/\n\nembeddings\x18\x07 \x03(\x0b\x32\x1b.deepfake.v1.FrameEmbedding\x12%\n\x05model\x18\x08 \x01(\x0b\x32\x16.deepfake.v1.ModelInfo\x12<\n\ntimings_ms\x18\t \x03(\x0b\x32(.deepfake.v1.BranchResult.TimingsMsEntry\x1a/\n\rFeaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x30\n\x0eTimingsMsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01*Q\n\x0c\x42ranchStatus\x12\x1d\n\x19\x42RANCH_STATUS_UNSPECIFIED\x10\x00\x12\x06\n\x02OK\x10\x01\x12\x0c\n\x08NO_INPUT\x10\x02\x12\x0c\n\x08\x46\x41LLBACK\x10\x03\x32S\n\rBranchService\x12\x42\n\x07\x41nalyze\x12\x1a.deepfake.v1.BranchRequest\x1a\x19.deepfake.v1.BranchResult(\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,24 +36,24 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_BRANCHRESULT_FEATURESENTRY']._serialized_options = b'8\001'
   _globals['_BRANCHRESULT_TIMINGSMSENTRY']._loaded_options = None
   _globals['_BRANCHRESULT_TIMINGSMSENTRY']._serialized_options = b'8\001'
-  _globals['_BRANCHSTATUS']._serialized_start=988
-  _globals['_BRANCHSTATUS']._serialized_end=1069
+  _globals['_BRANCHSTATUS']._serialized_start=1017
+  _globals['_BRANCHSTATUS']._serialized_end=1098
   _globals['_BRANCHHEADER']._serialized_start=66
   _globals['_BRANCHHEADER']._serialized_end=101
   _globals['_FRAMEEMBEDDING']._serialized_start=103
-  _globals['_FRAMEEMBEDDING']._serialized_end=183
-  _globals['_BRANCHREQUEST']._serialized_start=186
-  _globals['_BRANCHREQUEST']._serialized_end=350
-  _globals['_ITEMSCORE']._serialized_start=352
-  _globals['_ITEMSCORE']._serialized_end=444
-  _globals['_MODELINFO']._serialized_start=446
-  _globals['_MODELINFO']._serialized_end=522
-  _globals['_BRANCHRESULT']._serialized_start=525
-  _globals['_BRANCHRESULT']._serialized_end=986
-  _globals['_BRANCHRESULT_FEATURESENTRY']._serialized_start=889
-  _globals['_BRANCHRESULT_FEATURESENTRY']._serialized_end=936
-  _globals['_BRANCHRESULT_TIMINGSMSENTRY']._serialized_start=938
-  _globals['_BRANCHRESULT_TIMINGSMSENTRY']._serialized_end=986
-  _globals['_BRANCHSERVICE']._serialized_start=1071
-  _globals['_BRANCHSERVICE']._serialized_end=1154
+  _globals['_FRAMEEMBEDDING']._serialized_end=212
+  _globals['_BRANCHREQUEST']._serialized_start=215
+  _globals['_BRANCHREQUEST']._serialized_end=379
+  _globals['_ITEMSCORE']._serialized_start=381
+  _globals['_ITEMSCORE']._serialized_end=473
+  _globals['_MODELINFO']._serialized_start=475
+  _globals['_MODELINFO']._serialized_end=551
+  _globals['_BRANCHRESULT']._serialized_start=554
+  _globals['_BRANCHRESULT']._serialized_end=1015
+  _globals['_BRANCHRESULT_FEATURESENTRY']._serialized_start=918
+  _globals['_BRANCHRESULT_FEATURESENTRY']._serialized_end=965
+  _globals['_BRANCHRESULT_TIMINGSMSENTRY']._serialized_start=967
+  _globals['_BRANCHRESULT_TIMINGSMSENTRY']._serialized_end=1015
+  _globals['_BRANCHSERVICE']._serialized_start=1100
+  _globals['_BRANCHSERVICE']._serialized_end=1183
 # @@protoc_insertion_point(module_scope)

@@ -26,14 +26,16 @@ class BranchHeader(_message.Message):
     def __init__(self, analysis_id: _Optional[str] = ...) -> None: ...
 
 class FrameEmbedding(_message.Message):
-    __slots__ = ("frame_index", "timestamp_seconds", "values")
+    __slots__ = ("frame_index", "timestamp_seconds", "values", "source_model_sha256")
     FRAME_INDEX_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_SECONDS_FIELD_NUMBER: _ClassVar[int]
     VALUES_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_MODEL_SHA256_FIELD_NUMBER: _ClassVar[int]
     frame_index: int
     timestamp_seconds: float
     values: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, frame_index: _Optional[int] = ..., timestamp_seconds: _Optional[float] = ..., values: _Optional[_Iterable[float]] = ...) -> None: ...
+    source_model_sha256: str
+    def __init__(self, frame_index: _Optional[int] = ..., timestamp_seconds: _Optional[float] = ..., values: _Optional[_Iterable[float]] = ..., source_model_sha256: _Optional[str] = ...) -> None: ...
 
 class BranchRequest(_message.Message):
     __slots__ = ("header", "media", "embedding")

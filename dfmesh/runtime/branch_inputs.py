@@ -50,6 +50,8 @@ class EmbeddingInput:
     frame_index: int
     timestamp_seconds: float
     values: np.ndarray
+    source_model_sha256: str = ""
+    """The producing model's artifact sha256; empty when the sender did not say."""
 
 
 @dataclass
@@ -138,7 +140,8 @@ async def collect(requests: AsyncIterable[branch_pb2.BranchRequest], wants: froz
         elif kind == "embedding" and EMBEDDINGS in wants:
             e = request.embedding
             inputs.embeddings.append(EmbeddingInput(
-                e.frame_index, e.timestamp_seconds, np.asarray(e.values, dtype=np.float32)))
+                e.frame_index, e.timestamp_seconds, np.asarray(e.values, dtype=np.float32),
+                e.source_model_sha256))
         elif kind == "media":
             _add_packet(inputs, request.media, wants, audio)
     if audio:

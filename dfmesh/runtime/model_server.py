@@ -446,7 +446,8 @@ def to_result(branch: str, output: BranchOutput, model: branch_pb2.ModelInfo
                      for item, prob in output.item_scores],
         embeddings=[branch_pb2.FrameEmbedding(frame_index=item.frame_index,
                                               timestamp_seconds=item.timestamp_seconds,
-                                              values=values.tolist())
+                                              values=values.tolist(),
+                                              source_model_sha256=model.sha256)
                     for item, values in output.embeddings],
         model=model, timings_ms=output.timings_ms)
 

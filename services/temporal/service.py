@@ -6,7 +6,7 @@ import numpy as np
 from pydantic import Field
 
 from dfmesh.preprocess.tensors import temporal_input
-from dfmesh.runtime.branch_inputs import EMBEDDINGS, BranchInputs
+from dfmesh.runtime.branch_inputs import EMBEDDINGS, BranchInputs, EmbeddingInput
 from dfmesh.runtime.errors import InvalidInput
 from dfmesh.runtime.model_server import (
     BranchOutput,
@@ -50,11 +50,27 @@ class TemporalServer(ModelServer):
         if len(dims) != 1 or (isinstance(expected, int) and dims != {expected}):
             raise InvalidInput(f"frame embeddings have sizes {sorted(dims)}; the temporal model "
                                f"takes {expected} values per frame (visual's embedding output)")
+        self._check_embedding_source(found)
         sequence = temporal_input(np.stack([e.values for e in found]))
         first = found[0]
         item = Item(f"frames:{first.frame_index}-{found[-1].frame_index}", first.frame_index,
                     first.timestamp_seconds)
         return Prepared({"embeddings": sequence}, [item], context={"frames": len(found)})
+
+    def paired_visual_sha256(self) -> str:
+        """The visual artifact whose embeddings this model was trained on ('' if unrecorded)."""
+        paired = (self.manifest.extra.get("visual_model") if self.manifest else None) or {}
+        return str(paired.get("sha256", ""))
+
+    def _check_embedding_source(self, found: list[EmbeddingInput]) -> None:
+        """Embeddings of another visual model mean nothing to this one: NO_INPUT, not a score."""
+        paired = self.paired_visual_sha256()
+        sources = {e.source_model_sha256 for e in found} - {""}
+        if paired and sources and sources != {paired}:
+            got = ", ".join(sorted(s[:12] for s in sources))
+            raise NoUsableInput(f"embeddings come from visual model {got}, but this temporal "
+                                f"model was trained on visual {paired[:12]}'s; serve the paired "
+                                "visual version or retrain temporal")
 
     def postprocess(self, prepared: Prepared, outputs: dict[str, np.ndarray]) -> BranchOutput:
         prob = float(sigmoid(per_row(outputs["logit"], 1, "logit"))[0])
