@@ -7,6 +7,7 @@ import sys
 import uvicorn
 
 from dfmesh.runtime.config import load_settings
+from dfmesh.runtime.lifeline import exit_with
 from dfmesh.runtime.logging import configure_logging
 from dfmesh.runtime.tracing import instrument_fastapi, setup_tracing
 from gateway.app import create_app
@@ -25,6 +26,8 @@ def main() -> None:
         print(f"invalid configuration for GatewaySettings:\n  {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     instrument_fastapi(app)
+    if settings.exit_with_pid:
+        exit_with(settings.exit_with_pid, settings.grace_seconds)
     uvicorn.run(app, host=settings.host, port=settings.http_port,
                 log_config=None, access_log=False, timeout_graceful_shutdown=int(
                     settings.grace_seconds))

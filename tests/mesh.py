@@ -134,7 +134,8 @@ class Mesh:
 def base_env(**overrides: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DFMESH_")}
     env.update(PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", DFMESH_HOST="127.0.0.1",
-               DFMESH_METRICS_PORT="0", DFMESH_LOG_LEVEL="INFO")
+               DFMESH_METRICS_PORT="0", DFMESH_LOG_LEVEL="INFO",
+               DFMESH_EXIT_WITH_PID=str(os.getpid()))  # no orphans if pytest dies
     env.update(overrides)
     return env
 

@@ -1,5 +1,6 @@
 """A branch's `python -m services.<branch>` as a real process: SERVING on its configured
-port after load, clean exit on SIGTERM; a tampered artifact stops it with a clear message."""
+port after load, clean exit on SIGTERM; a tampered artifact stops it with a clear message; a
+service started with DFMESH_EXIT_WITH_PID stops by itself once that process is gone."""
 
 from __future__ import annotations
 
@@ -35,9 +36,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start(branch: str, repo: Path, port: int) -> subprocess.Popen:
+def start(branch: str, repo: Path, port: int, **extra_env: str) -> subprocess.Popen:
     env = {**os.environ, "DFMESH_MODEL_REPO": str(repo), "DFMESH_PORT": str(port),
-           "DFMESH_METRICS_PORT": "0", "DFMESH_GRACE_SECONDS": "1", "OMP_NUM_THREADS": "1"}
+           "DFMESH_METRICS_PORT": "0", "DFMESH_GRACE_SECONDS": "1", "OMP_NUM_THREADS": "1",
+           **extra_env}
     return subprocess.Popen([sys.executable, "-m", f"services.{branch}"], cwd=REPO_ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -85,3 +87,24 @@ def test_tampered_artifact_stops_the_process(tmp_path) -> None:
     out, err = proc.communicate(timeout=30)
     assert proc.returncode != 0
     assert "refusing to start: checksum mismatch" in out + err
+
+
+def test_service_stops_when_its_launcher_is_gone(tmp_path) -> None:
+    inputs, _ = BRANCH_MODELS["tiny_gate"]
+    build_model(tmp_path / "tiny_gate" / "1.0.0", "tiny_gate", inputs,
+                dict.fromkeys(inputs, "ReduceMean"))
+    launcher = subprocess.Popen(["sleep", "300"])  # stands in for a pytest that dies
+    port = free_port()
+    proc = start("tiny_gate", tmp_path, port, DFMESH_EXIT_WITH_PID=str(launcher.pid))
+    try:
+        assert wait_serving(port, proc) == health_pb2.HealthCheckResponse.SERVING
+        time.sleep(1.5)
+        assert proc.poll() is None, "stopped while its launcher was alive"
+        launcher.kill()
+        launcher.wait()
+        out, err = proc.communicate(timeout=15)
+    finally:
+        launcher.kill()
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "launcher process" in out + err and '"message": "draining"' in out + err

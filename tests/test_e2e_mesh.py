@@ -99,6 +99,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Iterato
     env = local_mesh.mesh_environment(ports)
     env.update(DFMESH_MODEL_REPO=str(repo), DFMESH_METRICS_PORT="0", OMP_NUM_THREADS="1",
                DFMESH_GRACE_SECONDS="2", PYTHONPATH=str(REPO_ROOT),
+               DFMESH_EXIT_WITH_PID=str(os.getpid()),
                # Every test here must run the branches: a cached answer for the same clip
                # would hide a killed branch (the cache has its own tests).
                DFMESH_RESULT_CACHE_SIZE="0")

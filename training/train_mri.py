@@ -137,23 +137,41 @@ def train_generator(ctx: RunContext, generator: UNetGenerator,
 
 
 def train_classifier(ctx: RunContext, generator: UNetGenerator) -> MapClassifier:
-    """The map classifier on the (frozen) generator's full-size maps of train samples."""
+    """The map classifier on the (frozen) generator's full-size maps of train samples, kept
+    at the epoch with the lowest validation log-loss (it overfits a few hundred maps fast,
+    and an overfit classifier is a badly calibrated one)."""
     args = ctx.args
     sampler = ctx.sampler("train")
     samples = [sampler.sample(HELD_TRAIN_EPOCH, i, label=i % 2)
                for i in range(args.classifier_samples)]
     maps = generate_maps(generator, [s.crop for s in samples])
     labels = torch.tensor([[float(s.label)] for s in samples])
+    val = held_out_samples(ctx.sampler("val"), args.val_samples)
+    val_maps = generate_maps(generator, [s.crop for s in val])
+    val_labels = torch.tensor([[float(s.label)] for s in val])
     classifier = MapClassifier()
     optimizer = torch.optim.AdamW(classifier.parameters(), lr=3e-3, weight_decay=0.01)
     gen = torch.Generator().manual_seed(args.seed)
-    for _ in tqdm(range(args.classifier_epochs), desc="mri classifier"):
+    best_loss, best_state, history = float("inf"), None, []
+    for epoch in tqdm(range(args.classifier_epochs), desc="mri classifier"):
         classifier.train()
         for idx in torch.randperm(len(maps), generator=gen).split(32):
             loss = F.binary_cross_entropy_with_logits(classifier(maps[idx]), labels[idx])
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
+        classifier.eval()
+        with torch.no_grad():
+            val_loss = float(F.binary_cross_entropy_with_logits(classifier(val_maps), val_labels))
+        history.append({"epoch": epoch + 1, "val_log_loss": val_loss})
+        if val_loss < best_loss:
+            best_loss = val_loss
+            best_state = {k: v.clone() for k, v in classifier.state_dict().items()}
+    assert best_state is not None
+    classifier.load_state_dict(best_state)
+    ctx.write_json("classifier_history.json", history)
+    print(f"mri classifier: best validation log-loss {best_loss:.4f} "
+          f"(epoch {min(history, key=lambda h: h['val_log_loss'])['epoch']})")
     return classifier.eval()
 
 

@@ -43,6 +43,8 @@ class ServiceSettings(BaseSettings):
     max_message_bytes: int = Field(64 * MiB, ge=MiB, description="send and receive limit")
     max_concurrent_rpcs: int = Field(0, ge=0, description="0 = unbounded")
     grace_seconds: float = Field(20.0, ge=0, description="drain time after SIGTERM")
+    exit_with_pid: int = Field(0, ge=0, description="stop once this process is gone (test and "
+                                                    "benchmark meshes); 0 = never")
     keepalive_time_seconds: float = Field(30.0, gt=0)
     keepalive_timeout_seconds: float = Field(10.0, gt=0)
     max_connection_age_seconds: float = Field(300.0, gt=0,

@@ -26,6 +26,7 @@ from grpc_reflection.v1alpha import reflection
 from dfmesh.runtime import metrics
 from dfmesh.runtime.config import ServiceSettings, load_settings
 from dfmesh.runtime.errors import ErrorMappingInterceptor, status_for
+from dfmesh.runtime.lifeline import exit_with
 from dfmesh.runtime.logging import configure_logging
 from dfmesh.runtime.tracing import server_interceptors, setup_tracing
 
@@ -245,5 +246,7 @@ def run_service(factory: Callable[[S], BaseService], settings_cls: type[S]) -> N
     setup_tracing(settings.service_name, enabled=settings.tracing,
                   otlp_endpoint=settings.otlp_endpoint, trace_file=settings.trace_file)
     metrics.start_metrics_server(settings.effective_metrics_port, settings.host)
+    if settings.exit_with_pid:
+        exit_with(settings.exit_with_pid, settings.grace_seconds)
     service = factory(settings)
     asyncio.run(serve(service, settings))
