@@ -119,6 +119,7 @@ def format_report(report: dict[str, Any]) -> str:
         cells = [c.ljust(w) for c, w in zip(row[:5], widths, strict=True)]
         lines.append(("  " + "  ".join(cells) + "  " + row[5]).rstrip())
     lines.append(f"  explanation: {report['explanation']}")
+    lines.extend(f"  warning: {w}" for w in report.get("warnings", []))
     order = sorted((k for k in timings if k not in report["branches"]),
                    key=lambda k: (k == "total", k == "fusion", k))
     stages = ", ".join(f"{k} {timings[k]:.0f} ms" for k in order)

@@ -178,6 +178,7 @@ def result_to_dict(result: orchestrator_pb2.AnalysisResult) -> dict[str, Any]:
         "degraded": result.degraded,
         "earlyExit": result.early_exit,
         "fromCache": result.from_cache,
+        "warnings": list(result.warnings),
         "explanation": result.explanation,
         "timingsMs": dict(result.timings_ms),
         "analysisId": result.analysis_id,

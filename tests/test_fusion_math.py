@@ -17,7 +17,7 @@ from deepfake.v1 import branch_pb2
 from dfmesh.preprocess.stats import BRANCH_FEATURES, FEATURE_COLS
 from dfmesh.runtime.config import REPO_ROOT
 from dfmesh.runtime.errors import ModelIntegrityError, UpstreamUnavailable
-from dfmesh.runtime.model_repo import write_manifest
+from dfmesh.runtime.model_repo import load_verified, write_manifest
 from services.fusion.explain import explain
 from services.fusion.fusion import (
     EPS,
@@ -158,14 +158,42 @@ def test_head_with_foreign_features_is_refused(bundle_dict) -> None:
         bundle_from_dict(dict(bundle_dict, heads=heads))
 
 
-def _write_repo(root: Path, data: dict) -> Path:
+def _write_repo(root: Path, data: dict, training_data: object = "synthetic (test)") -> Path:
     version_dir = root / "fusion" / "1.0.0"
     version_dir.mkdir(parents=True)
     joblib.dump(data, version_dir / "fusion.joblib")
     write_manifest(version_dir, name="fusion-logreg", branch="fusion", version="1.0.0",
                    fmt="joblib", artifact="fusion.joblib", inputs=[], outputs=[],
-                   preprocessing={}, training_data="synthetic (test)", metrics={})
+                   preprocessing={}, training_data=training_data, metrics={})
     return version_dir
+
+
+def test_bundle_warns_about_branch_models_it_was_not_fitted_on(tmp_path: Path,
+                                                               bundle_dict) -> None:
+    _write_repo(tmp_path, bundle_dict, {"scored_with": {
+        "visual": "visual-resnet18:1.1.0:" + "a" * 12, "audio": "audio-cqcc:1.0.0:" + "b" * 12,
+        "sync": None}})
+    loaded = load_bundle(tmp_path)
+    assert loaded.fitted_on == {"visual": "visual-resnet18:1.1.0:" + "a" * 12,
+                                "audio": "audio-cqcc:1.0.0:" + "b" * 12}
+    assert loaded.calibration_warnings({"visual": "a" * 64, "audio": "b" * 64,
+                                        "sync": "c" * 64}) == []
+    [warning] = loaded.calibration_warnings({"visual": "d" * 64, "audio": "b" * 64})
+    assert warning.startswith("visual served model dddddddddddd")
+    assert "visual-resnet18:1.1.0:aaaaaaaaaaaa" in warning
+
+
+def test_shipped_release_is_consistent() -> None:
+    """The shipped bundle was fitted on exactly the branch models shipped beside it, and the
+    shipped temporal model on the shipped visual model's embeddings."""
+    if not (SHIPPED_REPO / "fusion").is_dir():
+        pytest.skip(f"no shipped fusion bundle under {SHIPPED_REPO / 'fusion'} yet")
+    bundle = load_bundle(SHIPPED_REPO)
+    served = {b: load_verified(SHIPPED_REPO, b).sha256 for b in bundle.fitted_on}
+    assert set(bundle.fitted_on) >= {"tiny_gate", "visual", "audio", "temporal", "sync"}
+    assert bundle.calibration_warnings(served) == []
+    temporal = load_verified(SHIPPED_REPO, "temporal")
+    assert temporal.extra["visual_model"]["sha256"] == load_verified(SHIPPED_REPO, "visual").sha256
 
 
 def test_load_bundle_verifies_checksum_before_unpickling(tmp_path: Path, bundle_dict) -> None:

@@ -25,6 +25,7 @@ from deepfake.v1 import media_pb2, orchestrator_pb2
 from dfmesh.client import Client, Progress, result_to_dict
 from dfmesh.preprocess.stats import FEATURE_COLS
 from dfmesh.runtime.errors import ModelIntegrityError
+from dfmesh.runtime.model_repo import load_verified
 from dfmesh.runtime.server import create_server, running
 from services.audio.service import AudioServer, AudioSettings
 from services.fusion.fusion import adaptive_fuse, load_bundle
@@ -62,7 +63,8 @@ class Mesh:
 
     def settings(self, **overrides: object) -> FusionSettings:
         addrs = {f"{n}_addr": f"127.0.0.1:{p}" for n, p in self.ports.items()}
-        return FusionSettings(model_repo=self.repo, metrics_port=0, **{**addrs, **overrides})
+        return FusionSettings(**{"model_repo": self.repo, "metrics_port": 0, **addrs,
+                                 **overrides})
 
 
 def free_port() -> int:
@@ -145,6 +147,28 @@ async def test_full_path_reports_every_branch(mesh: Mesh, default_fusion: Client
     assert {p.branch for p in progress if p.branch} == set(ALL)
     frames = [p for p in progress if p.stage == "Extracting frames" and "/" in p.message]
     assert len(frames) == 16
+
+
+async def test_result_warns_about_a_branch_model_fusion_was_not_fitted_on(
+        mesh: Mesh, tmp_path: Path) -> None:
+    repo = tmp_path / "models"
+    shutil.copytree(mesh.repo / "fusion", repo / "fusion")
+    manifest_path = next((repo / "fusion").glob("*/manifest.json"))
+    manifest = json.loads(manifest_path.read_text())
+    served = {b: load_verified(mesh.repo, b) for b in ALL}
+    fitted = {b: f"{m.name}:{m.version}:{m.sha256[:12]}" for b, m in served.items()}
+    manifest["training_data"] = {"scored_with": dict(fitted, visual="visual-old:0.9.0:0123456789ab")}
+    manifest_path.write_text(json.dumps(manifest))
+    async with fusion(mesh, model_repo=repo) as (client, _):
+        _, result = await analyze(client, mesh.clip, early_exit=False)
+    [warning] = result_to_dict(result)["warnings"]
+    assert warning.startswith(f"visual served model {served['visual'].sha256[:12]}")
+    assert "visual-old:0.9.0:0123456789ab" in warning
+    manifest["training_data"] = {"scored_with": fitted}
+    manifest_path.write_text(json.dumps(manifest))
+    async with fusion(mesh, model_repo=repo) as (client, _):
+        _, result = await analyze(client, mesh.clip, early_exit=False)
+    assert list(result.warnings) == []
 
 
 async def test_early_exit_and_switching_it_off(mesh: Mesh) -> None:

@@ -126,7 +126,7 @@ class BranchReport(_message.Message):
     def __init__(self, status: _Optional[_Union[_branch_pb2.BranchStatus, str]] = ..., prob_fake: _Optional[float] = ..., features: _Optional[_Mapping[str, float]] = ..., model: _Optional[_Union[_branch_pb2.ModelInfo, _Mapping]] = ..., detail: _Optional[str] = ..., latency_ms: _Optional[float] = ...) -> None: ...
 
 class AnalysisResult(_message.Message):
-    __slots__ = ("analysis_id", "verdict", "confidence", "prob_fake", "features", "branches", "missing_branches", "degraded", "early_exit", "explanation", "timings_ms", "fusion_mode", "method", "fusion_head", "clip", "trace_id", "threshold", "from_cache")
+    __slots__ = ("analysis_id", "verdict", "confidence", "prob_fake", "features", "branches", "missing_branches", "degraded", "early_exit", "explanation", "timings_ms", "fusion_mode", "method", "fusion_head", "clip", "trace_id", "threshold", "from_cache", "warnings")
     class FeaturesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -166,6 +166,7 @@ class AnalysisResult(_message.Message):
     TRACE_ID_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     FROM_CACHE_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
     analysis_id: str
     verdict: Verdict
     confidence: float
@@ -184,7 +185,8 @@ class AnalysisResult(_message.Message):
     trace_id: str
     threshold: float
     from_cache: bool
-    def __init__(self, analysis_id: _Optional[str] = ..., verdict: _Optional[_Union[Verdict, str]] = ..., confidence: _Optional[float] = ..., prob_fake: _Optional[float] = ..., features: _Optional[_Mapping[str, float]] = ..., branches: _Optional[_Mapping[str, BranchReport]] = ..., missing_branches: _Optional[_Iterable[str]] = ..., degraded: _Optional[bool] = ..., early_exit: _Optional[bool] = ..., explanation: _Optional[str] = ..., timings_ms: _Optional[_Mapping[str, float]] = ..., fusion_mode: _Optional[_Union[FusionMode, str]] = ..., method: _Optional[_Union[Method, str]] = ..., fusion_head: _Optional[str] = ..., clip: _Optional[_Union[_media_pb2.ClipInfo, _Mapping]] = ..., trace_id: _Optional[str] = ..., threshold: _Optional[float] = ..., from_cache: _Optional[bool] = ...) -> None: ...
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, analysis_id: _Optional[str] = ..., verdict: _Optional[_Union[Verdict, str]] = ..., confidence: _Optional[float] = ..., prob_fake: _Optional[float] = ..., features: _Optional[_Mapping[str, float]] = ..., branches: _Optional[_Mapping[str, BranchReport]] = ..., missing_branches: _Optional[_Iterable[str]] = ..., degraded: _Optional[bool] = ..., early_exit: _Optional[bool] = ..., explanation: _Optional[str] = ..., timings_ms: _Optional[_Mapping[str, float]] = ..., fusion_mode: _Optional[_Union[FusionMode, str]] = ..., method: _Optional[_Union[Method, str]] = ..., fusion_head: _Optional[str] = ..., clip: _Optional[_Union[_media_pb2.ClipInfo, _Mapping]] = ..., trace_id: _Optional[str] = ..., threshold: _Optional[float] = ..., from_cache: _Optional[bool] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class AnalyzeEvent(_message.Message):
     __slots__ = ("progress", "result")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +72,22 @@ class FusionBundle:
     name: str = "fusion"
     version: str = ""
     sha256: str = ""
+    fitted_on: dict[str, str] = field(default_factory=dict)
+    """branch -> "name:version:sha256[:12]" of the model whose scores the heads and
+    temperatures were fitted to (the manifest's training_data.scored_with)."""
+
+    def calibration_warnings(self, served: Mapping[str, str]) -> list[str]:
+        """One warning per branch in `served` (branch -> served artifact sha256) whose model
+        differs from the one this bundle was fitted on: its probabilities were never calibrated
+        against these heads."""
+        out = []
+        for branch, sha in sorted(served.items()):
+            fitted = self.fitted_on.get(branch) or ""
+            if not fitted or not sha or fitted.rsplit(":", 1)[-1] == sha[:12]:
+                continue
+            out.append(f"{branch} served model {sha[:12]}, but fusion {self.version} was fitted "
+                       f"on {fitted}: its weight and calibration were not fitted to this model")
+        return out
 
     @property
     def full(self) -> LogRegHead:
@@ -123,7 +139,10 @@ def load_bundle(repo_root: Path, version: str = "latest") -> FusionBundle:
     data = joblib.load(manifest.artifact_path)
     if not isinstance(data, Mapping):
         raise ModelIntegrityError(f"{manifest.artifact_path} does not hold a fusion bundle dict")
-    return bundle_from_dict(data, version=manifest.version, sha256=manifest.sha256)
+    scored_with = (manifest.training_data.get("scored_with")
+                   if isinstance(manifest.training_data, Mapping) else None) or {}
+    return replace(bundle_from_dict(data, version=manifest.version, sha256=manifest.sha256),
+                   fitted_on={str(b): str(v) for b, v in scored_with.items() if v})
 
 
 def adaptive_fuse(probs: Mapping[str, float], temperatures: Mapping[str, float] | None = None,

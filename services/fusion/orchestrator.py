@@ -36,7 +36,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import grpc
@@ -150,6 +150,7 @@ class AnalysisOutcome:
     clip: media_pb2.ClipInfo | None
     threshold: float
     from_cache: bool = False
+    warnings: list[str] = field(default_factory=list)
 
 
 class ResultCacheLike(Protocol):
@@ -666,7 +667,9 @@ class _Run:
             prob_fake=fused.prob_fake, features=features, branches=branches,
             missing_branches=list(missing), degraded=bool(missing), early_exit=self.early_exit,
             explanation=text, timings_ms={}, fusion_mode=self.mode, method=self.method,
-            fusion_head=fused.head, clip=self.clip, threshold=threshold)
+            fusion_head=fused.head, clip=self.clip, threshold=threshold,
+            warnings=[] if self.early_exit else self.o.bundle.calibration_warnings(
+                {b: usable[b].model.sha256 for b in fused.used if b in usable}))
 
     def _record_metrics(self, outcome: AnalysisOutcome) -> None:
         if outcome.early_exit:

@@ -67,7 +67,8 @@ def result_to_pb(outcome: AnalysisOutcome, trace_id: str) -> orchestrator_pb2.An
         early_exit=outcome.early_exit, explanation=outcome.explanation,
         timings_ms=outcome.timings_ms, fusion_mode=MODE_ENUMS[outcome.fusion_mode],
         method=METHOD_ENUMS[outcome.method], fusion_head=outcome.fusion_head,
-        trace_id=trace_id, threshold=outcome.threshold, from_cache=outcome.from_cache)
+        trace_id=trace_id, threshold=outcome.threshold, from_cache=outcome.from_cache,
+        warnings=outcome.warnings)
     if outcome.clip is not None:
         result.clip.CopyFrom(outcome.clip)
     return orchestrator_pb2.AnalyzeEvent(result=result)

@@ -32,6 +32,8 @@ export interface AnalysisResult {
   degraded: boolean;
   earlyExit: boolean;
   explanation: string;
+  // e.g. a branch served a model the fusion head was not fitted on (older results lack it)
+  warnings?: string[];
   timingsMs: Record<string, number>;
   fusionHead: string;
   analysisId: string;

@@ -32,6 +32,9 @@ export function Verdict({ result, elapsedMs }: { result: AnalysisResult; elapsed
         )}
       </div>
       {result.explanation && <p className="verdict__explanation" data-testid="explanation">{result.explanation}</p>}
+      {(result.warnings ?? []).map((w) => (
+        <p key={w} className="verdict__warning" data-testid="warning">{w}</p>
+      ))}
     </motion.section>
   );
 }
