@@ -19,7 +19,8 @@ def _parse_ports(values: list[str]) -> dict[str, int]:
     for item in values:
         name, _, port = item.partition("=")
         if name not in mesh.START_ORDER or not port.isdigit():
-            raise SystemExit(f"--port expects NAME=PORT with NAME one of {', '.join(mesh.START_ORDER)}")
+            names = ", ".join(mesh.START_ORDER)
+            raise SystemExit(f"--port expects NAME=PORT with NAME one of {names}")
         ports[name] = int(port)
     return ports
 

@@ -22,7 +22,6 @@ from tests.branch_support import (
     sigmoid,
 )
 
-
 PAIRED_VISUAL = "a" * 64
 
 

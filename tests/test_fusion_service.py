@@ -157,7 +157,8 @@ async def test_result_warns_about_a_branch_model_fusion_was_not_fitted_on(
     manifest = json.loads(manifest_path.read_text())
     served = {b: load_verified(mesh.repo, b) for b in ALL}
     fitted = {b: f"{m.name}:{m.version}:{m.sha256[:12]}" for b, m in served.items()}
-    manifest["training_data"] = {"scored_with": dict(fitted, visual="visual-old:0.9.0:0123456789ab")}
+    old_visual = "visual-old:0.9.0:0123456789ab"
+    manifest["training_data"] = {"scored_with": dict(fitted, visual=old_visual)}
     manifest_path.write_text(json.dumps(manifest))
     async with fusion(mesh, model_repo=repo) as (client, _):
         _, result = await analyze(client, mesh.clip, early_exit=False)

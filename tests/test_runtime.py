@@ -103,7 +103,8 @@ async def test_not_serving_while_loading() -> None:
     server = await create_server(service, settings(), port=0)
     try:
         for name in ("", BRANCH):
-            assert await health_status(server.port, name) == health_pb2.HealthCheckResponse.NOT_SERVING
+            status = await health_status(server.port, name)
+            assert status == health_pb2.HealthCheckResponse.NOT_SERVING
         await server.set_serving(True)
         assert await health_status(server.port) == health_pb2.HealthCheckResponse.SERVING
     finally:

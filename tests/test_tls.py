@@ -66,13 +66,14 @@ async def analyze(channel: aio.Channel) -> branch_pb2.BranchResult:
 async def test_mutual_tls_accepts_a_client_with_a_mesh_certificate(pki: Path) -> None:
     service = EchoService()
     service.release.set()
-    async with running(service, tls_settings(pki, "server")) as server:
-        async with create_channel(f"localhost:{server.port}", tls_settings(pki, "client")) as ch:
-            assert (await analyze(ch)).prob_fake == pytest.approx(0.25)
+    async with running(service, tls_settings(pki, "server")) as server, \
+            create_channel(f"localhost:{server.port}", tls_settings(pki, "client")) as ch:
+        assert (await analyze(ch)).prob_fake == pytest.approx(0.25)
 
 
 @pytest.mark.parametrize("client", ["no-certificate", "rogue-ca", "plaintext"])
-async def test_mutual_tls_refuses_clients_without_a_valid_certificate(pki: Path, client: str) -> None:
+async def test_mutual_tls_refuses_clients_without_a_valid_certificate(pki: Path,
+                                                                      client: str) -> None:
     service = EchoService()
     service.release.set()
     async with running(service, tls_settings(pki, "server")) as server:
