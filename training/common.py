@@ -1,4 +1,7 @@
-"""What every image-side trainer shares: options, checkpoints, held-out sets, the dev set."""
+"""What every image-side trainer shares: options, checkpoints, held-out sets, the dev set, and
+the labelled public data (`--labelled SPEC`, training.data.labelled) the visual and tiny_gate
+trainers mix into their training samples and report separately on.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ import argparse
 import json
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,13 +18,25 @@ import numpy as np
 import torch
 
 from training.data.faces import FaceSource, default_cache_dir, load_face_sources
+from training.data.labelled import (
+    DEFAULT_FRAMES_PER_VIDEO,
+    LabelledEvalSet,
+    LabelledSource,
+    build_labelled_cache,
+    labelled_eval_set,
+    load_labelled_sources,
+)
 from training.data.pseudo import PseudoFakeSampler, Sample
 from training.fakes.registry import parse_weights
+from training.loaders.public import LabelledSpecError
 from training.runtime import MODELS_DIR, RUNS_DIR, seed_everything, shared_data_dir
 
 DEFAULT_MANIPULATIONS = "sbi=3,face_swap=2,gan_upsample=1,double_jpeg=1"
 HELD_OUT_EPOCH = 1_000_000
 """Epoch number reserved for the fixed validation and test samples (never a training epoch)."""
+LABELLED_BRANCHES = ("visual", "tiny_gate")
+"""Branches that can learn from labelled fakes (the others need a known real source)."""
+DEFAULT_LABELLED_FRACTION = 0.5
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,6 +62,17 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models-dir", type=Path, default=MODELS_DIR)
     parser.add_argument("--version", default="1.0.0")
     parser.add_argument("--no-dev", action="store_true", help="skip the ../shared/data/dev check")
+    parser.add_argument("--labelled", action="append", default=None, metavar="SPEC",
+                        help="labelled public data to train on as well (repeatable): "
+                             "dfdc:PATH, ff++:PATH[@c40], folders:PATH (root/real, root/fake); "
+                             "visual and tiny_gate only")
+    parser.add_argument("--labelled-fraction", type=float, default=None,
+                        help="share of training samples that are labelled crops "
+                             f"(default {DEFAULT_LABELLED_FRACTION} with --labelled)")
+    parser.add_argument("--labelled-cache-dir", type=Path, default=None,
+                        help="labelled face caches (default runs/cache/labelled)")
+    parser.add_argument("--frames-per-video", type=int, default=DEFAULT_FRAMES_PER_VIDEO,
+                        help="frames per labelled video when its faces are cached")
 
 
 @dataclass
@@ -56,19 +82,63 @@ class RunContext:
     branch: str
     args: argparse.Namespace
     run_dir: Path
+    _labelled: dict[str, list[LabelledSource]] = field(default_factory=dict, repr=False)
 
     @property
     def checkpoint_path(self) -> Path:
         return self.run_dir / "last.pt"
 
+    @property
+    def labelled_specs(self) -> list[str]:
+        return list(getattr(self.args, "labelled", None) or [])
+
+    @property
+    def labelled_fraction(self) -> float:
+        if not self.labelled_specs:
+            return 0.0
+        fraction = getattr(self.args, "labelled_fraction", None)
+        return DEFAULT_LABELLED_FRACTION if fraction is None else fraction
+
     def sources(self, split: str, category: str | None = None) -> list[FaceSource]:
         return load_face_sources(self.args.cache_dir or default_cache_dir(), split, category)
 
+    def labelled_sources(self, split: str) -> list[LabelledSource]:
+        """The split's crops of every --labelled spec; missing cache entries are built first
+        (once per run)."""
+        if not self._labelled:
+            args = self.args
+            for spec in self.labelled_specs:
+                try:
+                    build_labelled_cache(spec, args.labelled_cache_dir,
+                                         frames_per_video=args.frames_per_video)
+                except LabelledSpecError as exc:
+                    raise SystemExit(str(exc)) from exc
+                self._labelled[spec] = load_labelled_sources(spec, args.labelled_cache_dir)
+        return [s for sources in self._labelled.values() for s in sources if s.split == split]
+
     def sampler(self, split: str, fake_fraction: float = 0.5) -> PseudoFakeSampler:
+        """Real faces and pseudo-fakes of `split`; the train sampler also draws labelled crops
+        (`labelled_fraction` of its samples). Held-out samplers stay pseudo-only: labelled
+        val/test crops are scored on their own (`labelled_eval`)."""
         # val and test draw on their own seeds so they never repeat training samples
         offset = {"train": 0, "val": 1, "test": 2}[split]
+        labelled = self.labelled_sources(split) if split == "train" and self.labelled_specs \
+            else []
         return PseudoFakeSampler(self.sources(split), parse_weights(self.args.manipulations),
-                                 fake_fraction=fake_fraction, seed=self.args.seed * 10 + offset)
+                                 fake_fraction=fake_fraction, seed=self.args.seed * 10 + offset,
+                                 labelled=labelled,
+                                 labelled_fraction=self.labelled_fraction if labelled else 0.0)
+
+    def labelled_eval(self, split: str, max_crops: int) -> LabelledEvalSet | None:
+        """Fixed labelled val or test crops (None without --labelled or when the split has
+        no labelled files)."""
+        if not self.labelled_specs:
+            return None
+        sources = self.labelled_sources(split)
+        if not sources:
+            print(f"no labelled files landed in the {split} split; no {split}_labelled metrics")
+            return None
+        return labelled_eval_set(sources, max_crops)
 
     def training_data_summary(self, samples_seen: int | None = None) -> dict[str, Any]:
         """What the model saw, in words and counts, for the manifest and the model card."""
@@ -79,7 +149,7 @@ class RunContext:
             splits[split] = {"sources": len(sources),
                              "face_crops": int(sum(len(s.crops) for s in sources)),
                              "identity_groups": len({s.group for s in sources})}
-        return {
+        summary = {
             "real": "faces/ photos and talking/ clip frames of ../shared/data (MTCNN face "
                     "crops), split by identity group into train/val/test",
             "fakes": f"pseudo-fakes made on the fly from real train faces: {args.manipulations}",
@@ -87,6 +157,22 @@ class RunContext:
             "samples_seen": samples_seen or args.epochs * args.steps_per_epoch * args.batch_size,
             "seed": args.seed,
         }
+        if self.labelled_specs:
+            labelled_splits = {}
+            for split in ("train", "val", "test"):
+                sources = self.labelled_sources(split)
+                labelled_splits[split] = {"files": len(sources),
+                                          "fake_files": sum(s.label for s in sources),
+                                          "face_crops": int(sum(len(s.crops) for s in sources)),
+                                          "groups": len({s.group for s in sources})}
+            summary["labelled"] = {
+                "specs": self.labelled_specs,
+                "fraction_of_train_samples": self.labelled_fraction,
+                "splits": labelled_splits,
+                "crops": "MTCNN crops of the labelled files (largest face per frame), split by "
+                         "the dataset's groups (training.data.labelled)",
+            }
+        return summary
 
     def write_json(self, name: str, data: Any) -> Path:
         path = self.run_dir / name
@@ -95,6 +181,9 @@ class RunContext:
 
 
 def start_run(branch: str, args: argparse.Namespace) -> RunContext:
+    if getattr(args, "labelled", None) and branch not in LABELLED_BRANCHES:
+        raise SystemExit(f"--labelled: the {branch} trainer does not take labelled data "
+                         f"(only {', '.join(LABELLED_BRANCHES)} and audio do)")
     seed_everything(args.seed, args.threads)
     run_dir = args.runs_dir / branch / (args.run_name or "default")
     run_dir.mkdir(parents=True, exist_ok=True)

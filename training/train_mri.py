@@ -241,6 +241,11 @@ def export(ctx: RunContext, model: MRIDetector, metrics: dict) -> None:
 
 
 def run(args: argparse.Namespace) -> dict:
+    if getattr(args, "labelled", None):
+        # a labelled fake has no real source face, so no 1 - SSIM target to learn from
+        raise SystemExit("--labelled: the mri trainer learns 1 - SSIM(fake, its real source) "
+                         "maps; labelled fakes have no real source. Train visual or tiny_gate "
+                         "on labelled data, and mri without --labelled.")
     ctx = start_run(BRANCH, args)
     if args.export_only:
         model = MRIDetector()

@@ -5,6 +5,13 @@ to the manipulation mask it covers (full at 30% coverage), every patch of a real
 real. A multiple-instance term adds the crop's label against the mean of its top patches.
 Evaluation is per crop, on the statistics the service reports (mean and p90 of patch
 probabilities), and per patch.
+
+With `--labelled SPEC` a share of the training samples are labelled crops of a public dataset
+(training.data.labelled). A labelled real face is real in every patch, as any real face. A
+labelled fake has no mask: it stays out of the patch loss and teaches through the
+multiple-instance term alone (see `batch_tensors`). Validation and test add `val_labelled` /
+`test_labelled` (per crop on the p90 statistic, and per file); the best epoch is then chosen
+by the labelled validation AUC.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from training.common import (
     save_checkpoint,
     start_run,
 )
+from training.data.labelled import LabelledEvalSet, labelled_metrics
 from training.data.pseudo import Sample
 from training.export import ExportSpec, TensorSpec, export_branch
 from training.fakes.masks import face_hull_points, hull_mask
@@ -71,14 +79,20 @@ def patch_coverage(mask: np.ndarray) -> np.ndarray:
                      for y, x in patch_grid(*mask.shape, p, TINY_PATCH_STRIDE)], np.float32)
 
 
-def batch_tensors(samples: Sequence[Sample], rng: np.random.Generator,
-                  per_crop: int = 16) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def batch_tensors(samples: Sequence[Sample], rng: np.random.Generator, per_crop: int = 16
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """`per_crop` patches of each crop (three quarters from its face region, the rest from
-    anywhere), their targets, and the crop labels.
+    anywhere), their targets, the crop labels, and each crop's weight in the patch loss.
 
     Trained on all 64 patches alike, the model learns "face skin vs background" (the
     manipulations only touch the face) instead of "manipulated"; drawing real and fake
     patches mostly from the face removes that shortcut.
+
+    A labelled fake (mask unknown) gets patch weight 0 and keeps only the crop-level term.
+    Calling all its face patches fake would be wrong for every partial manipulation
+    (NeuralTextures changes the mouth, a lip-sync fake the lower face) and would teach "a face
+    is fake" instead of "this patch was changed"; the top-k term only says that some patches
+    are, which is all the label knows.
     """
     n_face = per_crop * 3 // 4
     all_patches, all_targets = [], []
@@ -92,15 +106,23 @@ def batch_tensors(samples: Sequence[Sample], rng: np.random.Generator,
         all_patches.append(patches[keep])
         all_targets.append(targets[keep])
     labels = np.array([s.label for s in samples], np.float32)
+    known = np.array([s.mask_known for s in samples], np.float32)
     return (torch.from_numpy(np.stack(all_patches)), torch.from_numpy(np.stack(all_targets)),
-            torch.from_numpy(labels))
+            torch.from_numpy(labels), torch.from_numpy(known))
 
 
 def loss_fn(model: TinyLaDeDa, patches: torch.Tensor, targets: torch.Tensor,
-            labels: torch.Tensor) -> torch.Tensor:
+            labels: torch.Tensor, known: torch.Tensor | None = None) -> torch.Tensor:
+    """Patch BCE over the crops whose mask is known (`known`, default all) plus half the BCE
+    of the crop label against the mean of the top-k patch logits."""
     b, p = patches.shape[:2]
     logits = model(patches.flatten(0, 1)).view(b, p)
-    patch_loss = F.binary_cross_entropy_with_logits(logits, targets)
+    if known is None:
+        patch_loss = F.binary_cross_entropy_with_logits(logits, targets)
+    else:
+        per_crop = F.binary_cross_entropy_with_logits(logits, targets,
+                                                      reduction="none").mean(dim=1)
+        patch_loss = (per_crop * known).sum() / known.sum().clamp(min=1.0)
     crop_logit = logits.topk(TOP_K, dim=1).values.mean(dim=1)
     return patch_loss + 0.5 * F.binary_cross_entropy_with_logits(crop_logit, labels)
 
@@ -127,6 +149,13 @@ def evaluate(model: TinyLaDeDa, crops: Sequence[np.ndarray], labels: np.ndarray,
     return out
 
 
+def evaluate_labelled(model: TinyLaDeDa, eval_set: LabelledEvalSet) -> dict:
+    """Labelled crops scored by the p90 of their patch probabilities (no masks: no patch
+    metrics)."""
+    probs = patch_probs(model, eval_set.crops)
+    return labelled_metrics(eval_set, np.percentile(probs, 90, axis=1))
+
+
 def train(ctx: RunContext) -> TinyLaDeDa:
     args = ctx.args
     model = TinyLaDeDa()
@@ -143,6 +172,7 @@ def train(ctx: RunContext) -> TinyLaDeDa:
     sampler = ctx.sampler("train")
     val = held_out_samples(ctx.sampler("val"), args.val_samples)
     val_labels = np.array([s.label for s in val])
+    val_labelled = ctx.labelled_eval("val", args.val_samples)
     for epoch in range(start_epoch, args.epochs):
         model.train()
         losses = []
@@ -159,11 +189,17 @@ def train(ctx: RunContext) -> TinyLaDeDa:
             losses.append(loss.item())
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
         val_metrics = evaluate(model, [s.crop for s in val], val_labels, [s.mask for s in val])
-        history.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)),
-                        "val": val_metrics})
-        print(f"epoch {epoch + 1}: train loss {np.mean(losses):.4f}, val {val_metrics}")
-        if val_metrics["crop_p90"]["auc"] > best_auc:
-            best_auc = val_metrics["crop_p90"]["auc"]
+        entry = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val": val_metrics}
+        selection_auc = val_metrics["crop_p90"]["auc"]
+        if val_labelled is not None:
+            entry["val_labelled"] = evaluate_labelled(model, val_labelled)
+            if not np.isnan(entry["val_labelled"]["crop"]["auc"]):
+                selection_auc = entry["val_labelled"]["crop"]["auc"]
+        history.append(entry)
+        print(f"epoch {epoch + 1}: train loss {np.mean(losses):.4f}, val {val_metrics}"
+              + (f", val_labelled {entry['val_labelled']}" if val_labelled is not None else ""))
+        if selection_auc > best_auc or not (ctx.run_dir / "best.pt").is_file():
+            best_auc = selection_auc
             save_checkpoint(ctx.run_dir / "best.pt", model=model.state_dict(), epoch=epoch + 1)
         save_checkpoint(ctx.checkpoint_path, model=model.state_dict(),
                         optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
@@ -178,6 +214,10 @@ def measure(ctx: RunContext, model: TinyLaDeDa) -> dict:
     metrics = {"test_pseudo_fakes": evaluate(model, [s.crop for s in test],
                                              np.array([s.label for s in test]),
                                              [s.mask for s in test])}
+    test_labelled = ctx.labelled_eval("test", ctx.args.test_samples)
+    if test_labelled is not None:
+        metrics["test_labelled"] = {**evaluate_labelled(model, test_labelled),
+                                    "specs": ctx.labelled_specs}
     if not ctx.args.no_dev:
         crops, labels = load_dev_set()
         if crops:

@@ -5,6 +5,13 @@ CPU budget: training runs on random `--train-size` windows (default 128) of the 
 which keeps pixel-level artifacts at their serving scale (no resizing) while costing about
 a third of a full-size step; the network pools globally, so evaluation and serving use the full
 224 input.
+
+With `--labelled SPEC` (training.data.labelled) a share of the training samples are labelled
+crops of a public dataset. Their fakes carry no manipulation mask, so the auxiliary mask loss
+only sees samples whose mask is known (real faces, pseudo-fakes, labelled reals). Validation
+and test report the pseudo-fake numbers as before and, separately, `val_labelled` /
+`test_labelled` on the labelled val/test files; the best epoch is then chosen by the labelled
+validation AUC (the data the user trains for), by the pseudo-fake one otherwise.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from training.common import (
     save_checkpoint,
     start_run,
 )
+from training.data.labelled import LabelledEvalSet, labelled_metrics
 from training.export import ExportSpec, TensorSpec, export_branch
 from training.models.visual import VISUAL_ARCHS, VisualDetector
 from training.scoring import binary_metrics
@@ -88,6 +96,20 @@ def evaluate(model: VisualDetector, samples: Sequence) -> dict[str, float]:
     return binary_metrics(labels, probs)
 
 
+def evaluate_labelled(model: VisualDetector, eval_set: LabelledEvalSet) -> dict:
+    return labelled_metrics(eval_set, predict_probs(model, eval_set.crops))
+
+
+def mask_loss(mask_logits: torch.Tensor, masks: torch.Tensor,
+              known: torch.Tensor) -> torch.Tensor:
+    """BCE of the predicted manipulation map, averaged over the samples whose mask is known
+    (a labelled fake's mask is unknown, and zeros would teach "nothing changed here")."""
+    target = F.adaptive_avg_pool2d(masks, mask_logits.shape[-2:])
+    per_sample = F.binary_cross_entropy_with_logits(mask_logits, target,
+                                                    reduction="none").mean(dim=(1, 2, 3))
+    return (per_sample * known).sum() / known.sum().clamp(min=1.0)
+
+
 def train(ctx: RunContext) -> VisualDetector:
     args = ctx.args
     model = VisualDetector(args.arch).to(memory_format=torch.channels_last)
@@ -106,6 +128,7 @@ def train(ctx: RunContext) -> VisualDetector:
         start_epoch, best_auc, history = state["epoch"], state["best_auc"], state["history"]
     sampler = ctx.sampler("train")
     val = held_out_samples(ctx.sampler("val"), args.val_samples)
+    val_labelled = ctx.labelled_eval("val", args.val_samples)
     for epoch in range(start_epoch, args.epochs):
         model.train()
         rng = np.random.default_rng([args.seed, epoch])
@@ -121,9 +144,8 @@ def train(ctx: RunContext) -> VisualDetector:
             logit, _, mask_logits = model.forward_with_mask(x)
             loss = F.binary_cross_entropy_with_logits(logit, y)
             if mask_logits is not None and args.mask_weight > 0:
-                target = F.adaptive_avg_pool2d(masks, mask_logits.shape[-2:])
-                loss = loss + args.mask_weight * F.binary_cross_entropy_with_logits(
-                    mask_logits, target)
+                known = torch.tensor([float(s.mask_known) for s in samples])
+                loss = loss + args.mask_weight * mask_loss(mask_logits, masks, known)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -131,11 +153,17 @@ def train(ctx: RunContext) -> VisualDetector:
             losses.append(loss.item())
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
         val_metrics = evaluate(model, val)
-        history.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)),
-                        "val": val_metrics})
-        print(f"epoch {epoch + 1}: train loss {np.mean(losses):.4f}, val {val_metrics}")
-        if val_metrics["auc"] > best_auc:
-            best_auc = val_metrics["auc"]
+        entry = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val": val_metrics}
+        selection_auc = val_metrics["auc"]
+        if val_labelled is not None:
+            entry["val_labelled"] = evaluate_labelled(model, val_labelled)
+            if not np.isnan(entry["val_labelled"]["crop"]["auc"]):
+                selection_auc = entry["val_labelled"]["crop"]["auc"]
+        history.append(entry)
+        print(f"epoch {epoch + 1}: train loss {np.mean(losses):.4f}, val {val_metrics}"
+              + (f", val_labelled {entry['val_labelled']}" if val_labelled is not None else ""))
+        if selection_auc > best_auc or not (ctx.run_dir / "best.pt").is_file():
+            best_auc = selection_auc
             save_checkpoint(ctx.run_dir / "best.pt", model=model.state_dict(), epoch=epoch + 1)
         save_checkpoint(ctx.checkpoint_path, model=model.state_dict(),
                         optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
@@ -150,6 +178,10 @@ def measure(ctx: RunContext, model: VisualDetector) -> dict:
     args = ctx.args
     metrics = {"test_pseudo_fakes": evaluate(model, held_out_samples(ctx.sampler("test"),
                                                                      args.test_samples))}
+    test_labelled = ctx.labelled_eval("test", args.test_samples)
+    if test_labelled is not None:
+        metrics["test_labelled"] = {**evaluate_labelled(model, test_labelled),
+                                    "specs": ctx.labelled_specs}
     if not args.no_dev:
         crops, labels = load_dev_set()
         if crops:

@@ -3,6 +3,13 @@
 Splits are speaker-disjoint (training.audio.corpus); the epoch is chosen on val; test numbers
 are reported per window and per recording (mean of window probabilities, as the service does)
 and per resynthesis method, and written into the manifest.
+
+`--labelled asvspoof:PROTOCOL@AUDIO_DIR` (or `folders:PATH` with real/ and fake/ audio,
+repeatable) adds labelled recordings next to the pseudo-spoofs: the same CQCC windows and
+channel augmentation, their own label, speaker-disjoint splits of their own. They train with
+everything else and choose the epoch on the whole validation split; `test_window`,
+`test_recording_mean` and the per-method numbers stay on the pseudo-spoof rows as before,
+and `val_labelled` / `test_labelled` report the labelled rows alone.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from training.audio.loop import fit_binary, predict_logits
 from training.audio.model import CQCCNet
 from training.evaluation.metrics import binary_report, sigmoid
 from training.export import ExportSpec, TensorSpec, export_branch
+from training.loaders.public import LabelledSpecError
 from training.runtime import MODELS_DIR, RUNS_DIR, seed_everything, shared_data_dir
 
 log = logging.getLogger(__name__)
@@ -38,6 +46,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--cached-only", action="store_true",
                         help="train on the recordings already cached; build nothing")
+    parser.add_argument("--labelled", action="append", default=[], metavar="SPEC",
+                        help="labelled recordings to train on as well (repeatable): "
+                             "asvspoof:PROTOCOL@AUDIO_DIR or folders:PATH")
+    parser.add_argument("--cache-dir", type=Path, default=None,
+                        help="CQCC cache (default runs/cache/audio)")
+    parser.add_argument("--runs-dir", type=Path, default=RUNS_DIR,
+                        help="writes <runs-dir>/audio/{cqccnet.pt,metrics.json}")
+    parser.add_argument("--windows-per-file", type=int, default=3,
+                        help="4 s windows per recording when it is cached")
+    parser.add_argument("--copies", type=int, default=2,
+                        help="augmented copies per window (and class) when cached")
 
 
 def spec_augment(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
@@ -64,11 +83,37 @@ def per_recording(sources: np.ndarray, labels: np.ndarray, probs: np.ndarray,
     return lab, mean
 
 
+def labelled_report(rows: dict[str, np.ndarray], probs: np.ndarray) -> dict | None:
+    """Window, recording and per-attack numbers of the labelled rows (None without any)."""
+    mask = rows["labelled"].astype(bool)
+    if not mask.any():
+        return None
+    y, p, methods = rows["y"][mask], probs[mask], rows["method"][mask]
+    rec_labels, rec_probs = per_recording(rows["source"][mask], y, p, methods)
+    by_attack = {}
+    for method in sorted(set(methods) - {"bonafide"}):
+        keep = (methods == method) | (methods == "bonafide")
+        by_attack[method] = binary_report(y[keep], p[keep])["auc"]
+    return {"window": binary_report(y, p), "recording_mean": binary_report(rec_labels, rec_probs),
+            "auc_by_attack": by_attack}
+
+
+def pseudo_rows(rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The rows of real speech and its resyntheses (not the labelled recordings)."""
+    keep = ~rows["labelled"].astype(bool)
+    return {k: v[keep] for k, v in rows.items()}
+
+
 def run(args: argparse.Namespace) -> dict:
     seed_everything(args.seed)
     data_dir = args.data_dir or shared_data_dir()
-    sources = build_audio_cache(data_dir, seed=args.seed, build=not args.cached_only)
-    train, val, test = (load_split(sources, s) for s in ("train", "val", "test"))
+    try:
+        sources = build_audio_cache(data_dir, args.cache_dir, seed=args.seed,
+                                    build=not args.cached_only, labelled=args.labelled,
+                                    windows_per_file=args.windows_per_file, copies=args.copies)
+    except LabelledSpecError as exc:
+        raise SystemExit(str(exc)) from exc
+    train, val, test = (load_split(sources, s, args.cache_dir) for s in ("train", "val", "test"))
     log.info("rows train %d val %d test %d", len(train["y"]), len(val["y"]), len(test["y"]))
     rng = np.random.default_rng(args.seed)
     x_train = torch.from_numpy(train["x"])
@@ -83,8 +128,14 @@ def run(args: argparse.Namespace) -> dict:
     model = CQCCNet()
     result = fit_binary(model, make_epoch, (val["x"],), val["y"], epochs=args.epochs, lr=args.lr,
                         max_seconds=args.max_minutes * 60)
-    test_probs = sigmoid(predict_logits(result.module, (test["x"],)))
-    val_probs = sigmoid(predict_logits(result.module, (val["x"],)))
+    all_test_probs = sigmoid(predict_logits(result.module, (test["x"],)))
+    all_val_probs = sigmoid(predict_logits(result.module, (val["x"],)))
+    test_labelled = labelled_report(test, all_test_probs)
+    val_labelled = labelled_report(val, all_val_probs)
+    splits = {"train": train, "val": val, "test": test}
+    test, test_probs = pseudo_rows(test), all_test_probs[~test["labelled"].astype(bool)]
+    val_probs = all_val_probs[~val["labelled"].astype(bool)]
+    val_pseudo = pseudo_rows(val)
     rec_labels, rec_probs = per_recording(test["source"], test["y"], test_probs, test["method"])
     by_method = {}
     for method in sorted(set(test["method"]) - {"bonafide"}):
@@ -99,15 +150,21 @@ def run(args: argparse.Namespace) -> dict:
                  "(pseudo-spoofs), both through the same codec/band-limit augmentations",
         "test_window": binary_report(test["y"], test_probs),
         "test_recording_mean": binary_report(rec_labels, rec_probs),
-        "val_window": binary_report(val["y"], val_probs),
+        "val_window": binary_report(val_pseudo["y"], val_probs),
         "test_auc_by_method": by_method,
         "test_auc_by_channel": by_channel,
         "best_epoch": result.best_epoch,
         "train_seconds": round(result.seconds, 1),
     }
+    if args.labelled:
+        metrics["labelled_specs"] = list(args.labelled)
+        for key, report in (("val_labelled", val_labelled), ("test_labelled", test_labelled)):
+            metrics[key] = report if report is not None else \
+                "no labelled recordings landed in this split"
     counts = {s: {"rows": int(len(d["y"])), "spoof_rows": int(d["y"].sum()),
+                  "labelled_rows": int(d["labelled"].sum()),
                   "recordings": len(set(d["source"])), "speakers": len(set(d["speaker"]))}
-              for s, d in (("train", train), ("val", val), ("test", test))}
+              for s, d in splits.items()}
     spec = ExportSpec(
         name="audio-cqcc-cnn", branch="audio", version=args.version,
         inputs=[TensorSpec("cqcc", ["N", 1, audio_pre.N_FEATURES, audio_pre.N_FRAMES])],
@@ -118,7 +175,10 @@ def run(args: argparse.Namespace) -> dict:
             "bona_fide": "real speech from ../shared/data/speech (LibriSpeech, RTVC samples, "
                          "ALSA, radio, interview) and the non-silent audio of talking/ clips",
             "spoof": "the same windows resynthesized: " + ", ".join(sorted(
-                {m for m in train["method"]} - {"bonafide"})),
+                set(train["method"][~train["labelled"].astype(bool)]) - {"bonafide"})),
+            "labelled": ("labelled recordings with their own labels, no resynthesis, "
+                         "speaker-disjoint splits: " + ", ".join(args.labelled))
+                        if args.labelled else "none",
             "augmentation": "both classes: clean / mp3 32-64k / opus 16-24k / low-pass "
                             "3.4-7 kHz / 8 kHz round trip, gain -12..+3 dB; train: time roll "
                             "and time masking",
@@ -130,9 +190,9 @@ def run(args: argparse.Namespace) -> dict:
         extra={"model": "CQCCNet (4 conv blocks 12-24-32-48, avg+max pool, linear)",
                "parameters": int(sum(p.numel() for p in model.parameters())),
                "history": result.history})
-    example = (torch.from_numpy(test["x"][:2]),)
+    example = (torch.from_numpy(train["x"][:2]),)
     version_dir = export_branch(result.module, example, spec, args.models_dir)
-    run_dir = RUNS_DIR / "audio"
+    run_dir = args.runs_dir / "audio"
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.save(result.module.state_dict(), run_dir / "cqccnet.pt")
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")

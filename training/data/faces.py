@@ -13,8 +13,8 @@ Cache layout (gitignored): runs/cache/faces/<source stem>.npz holding `crops` ui
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -46,28 +46,41 @@ def default_cache_dir() -> Path:
     return RUNS_DIR / "cache" / "faces"
 
 
-def _load_rgb(path: Path) -> np.ndarray | None:
+def load_rgb(path: Path) -> np.ndarray | None:
+    """An image file as RGB uint8, or None where OpenCV cannot read it."""
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     return None if image is None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
-def _video_frames(path: Path, count: int) -> Iterator[tuple[int, np.ndarray]]:
-    """Up to `count` evenly spaced RGB frames (decoded sequentially: frame counts lie)."""
+def video_frames(path: Path, count: int) -> Iterator[tuple[int, np.ndarray]]:
+    """Up to `count` evenly spaced RGB frames with their indices.
+
+    Frames are counted by grabbing the whole stream first (container frame counts lie), then
+    only the picked ones are decoded on a second pass, so a long full-HD video never sits in
+    memory whole.
+    """
     capture = cv2.VideoCapture(str(path))
-    frames = []
     try:
-        while True:
-            ok, frame = capture.read()
-            if not ok:
-                break
-            frames.append(frame)
+        total = 0
+        while capture.grab():
+            total += 1
     finally:
         capture.release()
-    if not frames:
+    if total == 0:
         return
-    picks = np.unique(np.linspace(0, len(frames) - 1, min(count, len(frames))).round().astype(int))
-    for i in picks:
-        yield int(i), cv2.cvtColor(frames[i], cv2.COLOR_BGR2RGB)
+    picks = set(np.unique(np.linspace(0, total - 1, min(count, total)).round().astype(int))
+                .tolist())
+    capture = cv2.VideoCapture(str(path))
+    try:
+        for i in range(max(picks) + 1):
+            if not capture.grab():
+                break
+            if i in picks:
+                ok, frame = capture.retrieve()
+                if ok:
+                    yield i, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+    finally:
+        capture.release()
 
 
 def detect_faces(detector, image: np.ndarray) -> list[tuple[Box, np.ndarray, float]]:
@@ -91,6 +104,55 @@ def crop_with_landmarks(image: np.ndarray, box: Box, landmarks: np.ndarray,
     return face_crop(image, box, size), crop_landmarks.astype(np.float32)
 
 
+def make_detector():
+    """facenet-pytorch MTCNN on the CPU, one thread, every face of an image."""
+    import torch
+    from facenet_pytorch import MTCNN
+
+    torch.set_num_threads(1)
+    return MTCNN(keep_all=True, device="cpu")
+
+
+@dataclass
+class FaceCrops:
+    """Face crops found in one file, in the cache's npz layout."""
+
+    crops: list[np.ndarray] = field(default_factory=list)
+    landmarks: list[np.ndarray] = field(default_factory=list)
+    frame_index: list[int] = field(default_factory=list)
+    prob: list[float] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.crops)
+
+    def save(self, path: Path) -> None:
+        np.savez_compressed(
+            path,
+            crops=np.asarray(self.crops, np.uint8).reshape(-1, FACE_CROP_SIZE, FACE_CROP_SIZE, 3),
+            landmarks=np.asarray(self.landmarks, np.float32).reshape(-1, 5, 2),
+            frame_index=np.asarray(self.frame_index, np.int32),
+            prob=np.asarray(self.prob, np.float32))
+
+
+def detect_crops(detector, frames: Iterable[tuple[int, np.ndarray]], *, largest_only: bool,
+                 min_prob: float = 0.95, min_face_px: float = 40.0) -> FaceCrops:
+    """Confident faces of every (index, RGB frame) as ingest crops with their landmarks;
+    `largest_only` keeps one face per frame (the largest)."""
+    out = FaceCrops()
+    for index, frame in frames:
+        found = [f for f in detect_faces(detector, frame)
+                 if f[2] >= min_prob and max(f[0].width, f[0].height) >= min_face_px]
+        if largest_only:
+            found = sorted(found, key=lambda f: f[0].width * f[0].height)[-1:]
+        for box, landmarks, prob in found:
+            crop, crop_lm = crop_with_landmarks(frame, box, landmarks)
+            out.crops.append(crop)
+            out.landmarks.append(crop_lm)
+            out.frame_index.append(index)
+            out.prob.append(prob)
+    return out
+
+
 def list_sources(data_dir: Path) -> list[tuple[str, str]]:
     """(relative name, category) of every photo in faces/ and clip in talking/."""
     out = []
@@ -105,14 +167,11 @@ def build_face_cache(data_dir: Path, cache_dir: Path | None = None, *, frames_pe
                      min_prob: float = 0.95, min_face_px: float = 40.0, seed: int = 0,
                      limit: int | None = None) -> Path:
     """Detect faces in every source not yet cached, then (re)write index.json with splits."""
-    import torch
-    from facenet_pytorch import MTCNN
     from tqdm import tqdm
 
     cache_dir = cache_dir or default_cache_dir()
     cache_dir.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(1)
-    detector = MTCNN(keep_all=True, device="cpu")
+    detector = make_detector()
     sources = list_sources(data_dir)[:limit]
     counts: dict[str, int] = {}
     for name, category in tqdm(sources, desc="detecting faces", unit="file"):
@@ -121,28 +180,15 @@ def build_face_cache(data_dir: Path, cache_dir: Path | None = None, *, frames_pe
             with np.load(out) as cached:
                 counts[name] = len(cached["crops"])
             continue
-        crops, lms, idxs, probs = [], [], [], []
         if category == "faces":
-            image = _load_rgb(data_dir / name)
+            image = load_rgb(data_dir / name)
             frames = [] if image is None else [(0, image)]
         else:
-            frames = _video_frames(data_dir / name, frames_per_clip)
-        for index, frame in frames:
-            found = [f for f in detect_faces(detector, frame)
-                     if f[2] >= min_prob and max(f[0].width, f[0].height) >= min_face_px]
-            if category == "talking":
-                found = sorted(found, key=lambda f: f[0].width * f[0].height)[-1:]
-            for box, landmarks, prob in found:
-                crop, crop_lm = crop_with_landmarks(frame, box, landmarks)
-                crops.append(crop)
-                lms.append(crop_lm)
-                idxs.append(index)
-                probs.append(prob)
-        np.savez_compressed(
-            out, crops=np.asarray(crops, np.uint8).reshape(-1, FACE_CROP_SIZE, FACE_CROP_SIZE, 3),
-            landmarks=np.asarray(lms, np.float32).reshape(-1, 5, 2),
-            frame_index=np.asarray(idxs, np.int32), prob=np.asarray(probs, np.float32))
-        counts[name] = len(crops)
+            frames = video_frames(data_dir / name, frames_per_clip)
+        found = detect_crops(detector, frames, largest_only=category == "talking",
+                             min_prob=min_prob, min_face_px=min_face_px)
+        found.save(out)
+        counts[name] = len(found)
     groups = group_files(counts)
     group_sizes: dict[str, int] = {}
     for name, n in counts.items():

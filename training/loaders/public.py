@@ -12,6 +12,13 @@ person (or one source video) in one split:
                           folder; the key is the "bonafide"/"spoof" token, the attack the
                           token before it (2019) or the Axx token (2021)
     real_fake_folders     root/real/** and root/fake/** (any depth)
+
+`labelled_rows(spec)` reads the command line's `--labelled SPEC` form of each of them:
+
+    dfdc:PATH                       a DFDC part folder (PATH/metadata.json)
+    ff++:PATH  or  ff++:PATH@c40    a FaceForensics++ root, compression c23 unless given
+    asvspoof:PROTOCOL@AUDIO_DIR     an ASVspoof protocol and its audio (.flac, else .wav)
+    folders:PATH                    PATH/real and PATH/fake
 """
 
 from __future__ import annotations
@@ -89,4 +96,54 @@ def real_fake_folders(root: Path) -> list[LabeledMedia]:
             if path.is_file() and path.suffix.lower() in MEDIA_SUFFIXES:
                 group = str(path.relative_to(root / sub).with_suffix(""))
                 rows.append(LabeledMedia(path, label, f"{sub}:{group}", "folders"))
+    return rows
+
+
+LABELLED_KINDS = ("dfdc", "ff++", "asvspoof", "folders")
+
+
+class LabelledSpecError(ValueError):
+    """A `--labelled` spec names an unknown kind, a missing path, or finds no files."""
+
+
+def _existing(path_text: str, spec: str, what: str, *, directory: bool) -> Path:
+    path = Path(path_text).expanduser()
+    if not path_text or not (path.is_dir() if directory else path.is_file()):
+        raise LabelledSpecError(f"--labelled {spec}: {what} {path_text or '(empty)'!r} "
+                                "does not exist")
+    return path
+
+
+def labelled_rows(spec: str) -> list[LabeledMedia]:
+    """The rows of one `--labelled` spec (kinds in the module docstring).
+
+    Raises LabelledSpecError for an unknown kind, a missing path or a layout with no files.
+    """
+    kind, sep, rest = spec.partition(":")
+    if not sep or kind not in LABELLED_KINDS:
+        raise LabelledSpecError(f"--labelled {spec}: unknown kind {kind!r}; expected one of "
+                                + ", ".join(f"{k}:PATH" for k in LABELLED_KINDS))
+    if kind == "dfdc":
+        root = _existing(rest, spec, "DFDC folder", directory=True)
+        _existing(str(root / "metadata.json"), spec, "DFDC metadata", directory=False)
+        rows = dfdc_folder(root)
+    elif kind == "ff++":
+        path_text, _, compression = rest.partition("@")
+        rows = faceforensics(_existing(path_text, spec, "FaceForensics++ root", directory=True),
+                             compression or "c23")
+    elif kind == "asvspoof":
+        protocol_text, at, audio_text = rest.partition("@")
+        if not at:
+            raise LabelledSpecError(f"--labelled {spec}: expected asvspoof:PROTOCOL@AUDIO_DIR")
+        protocol = _existing(protocol_text, spec, "ASVspoof protocol", directory=False)
+        audio_dir = _existing(audio_text, spec, "ASVspoof audio folder", directory=True)
+        rows = (asvspoof_protocol(protocol, audio_dir, ".flac")
+                or asvspoof_protocol(protocol, audio_dir, ".wav"))
+    else:
+        root = _existing(rest, spec, "folder", directory=True)
+        if not (root / "real").is_dir() and not (root / "fake").is_dir():
+            raise LabelledSpecError(f"--labelled {spec}: {root} has neither real/ nor fake/")
+        rows = real_fake_folders(root)
+    if not rows:
+        raise LabelledSpecError(f"--labelled {spec}: no labelled media found there")
     return rows
