@@ -319,3 +319,29 @@ def test_prepare_builds_only_the_labelled_cache(labelled_layout: Path, tmp_path:
     assert index["files"] == 3
     with pytest.raises(SystemExit, match="unknown kind"):
         main(["prepare", "--no-faces", "--labelled", "kaggle:/x"])
+
+
+def test_dfdc_layout_keeps_every_video_in_one_split(shared_data: Path, tmp_path: Path) -> None:
+    """A DFDC-style metadata.json over the dev crops: every frame of a video and every fake
+    made from it form one group, which must land in exactly one split."""
+    folder = tmp_path / "dfdc"
+    folder.mkdir()
+    meta, video_of = {}, {}
+    for path in sorted((shared_data / "dev").glob("genconvit__*")):
+        (folder / path.name).symlink_to(path)
+        parts = path.stem.split("__")[-1].split("_")  # fake: video_original_frame
+        fake = "__fake__" in path.name
+        video_of[path.name] = parts[1] if fake else parts[0]
+        meta[path.name] = {"label": "FAKE" if fake else "REAL",
+                           "original": f"{video_of[path.name]}.mp4"}
+    (folder / "metadata.json").write_text(json.dumps(meta))
+    spec = f"dfdc:{folder}"
+    index = json.loads(build_labelled_cache(spec, tmp_path / "cache").read_text())
+    split_of_video: dict[str, set[str]] = {}
+    for e in index["entries"]:
+        name = Path(e["file"]).name
+        assert e["group"] == f"dfdc:{video_of[name]}"
+        split_of_video.setdefault(video_of[name], set()).add(e["split"])
+    assert all(len(s) == 1 for s in split_of_video.values())
+    assert any(sum(video_of[n] == v for n in video_of) > 1 for v in split_of_video)
+    assert {next(iter(s)) for s in split_of_video.values()} == set(SPLITS)
