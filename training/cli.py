@@ -7,6 +7,9 @@
                                  --export it to models/<B>/<version>/
     branches                     list the branches that have a trainer
     evaluate                     write docs/EVALUATION.md (training.evaluation.report)
+    benchmark --labelled SPEC    score labelled media through the running mesh (`dfmesh up`)
+                                 and report AUC, accuracy, F1, log-loss, ECE per file set
+                                 (training.benchmark; runs/benchmark/BENCHMARK.md)
 
 Training on your own labelled data (docs/models/README.md, "Training on your own data"):
 `--labelled SPEC`, repeatable, on prepare and on the visual, tiny_gate and audio trainers:
@@ -101,6 +104,10 @@ def main(argv: list[str] | None = None) -> int:
 
     report.add_arguments(sub.add_parser(
         "evaluate", help="write docs/EVALUATION.md from the fusion test split and dev/"))
+    from training import benchmark
+
+    benchmark.add_arguments(sub.add_parser(
+        "benchmark", help="score labelled media through the running mesh and report metrics"))
 
     if argv[:1] == ["train"] and any(a.startswith("--branch") for a in argv):
         # the branch's own options are only known once the branch is (-h is held back so
@@ -113,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(available_branches()))
     elif args.command == "evaluate":
         report.run(args)
+    elif args.command == "benchmark":
+        benchmark.run(args)
     elif args.command == "prepare":
         prepare(args)
     else:

@@ -140,9 +140,27 @@ class RunContext:
             return None
         return labelled_eval_set(sources, max_crops)
 
+    def training_args(self) -> argparse.Namespace:
+        """The options the run's weights were trained with: this command's, unless it only
+        exports, then those recorded in the run's args.json (as strings there)."""
+        recorded = self.run_dir / "args.json"
+        if not getattr(self.args, "export_only", False) or not recorded.is_file():
+            return self.args
+        saved = json.loads(recorded.read_text())
+        merged = vars(self.args).copy()
+        for key in ("epochs", "steps_per_epoch", "batch_size", "seed"):
+            if key in saved:
+                merged[key] = int(saved[key])
+        if "manipulations" in saved:
+            merged["manipulations"] = saved["manipulations"]
+        return argparse.Namespace(**merged)
+
     def training_data_summary(self, samples_seen: int | None = None) -> dict[str, Any]:
-        """What the model saw, in words and counts, for the manifest and the model card."""
-        args = self.args
+        """What the model saw, in words and counts, for the manifest and the model card.
+
+        An --export-only run describes the training run's schedule (its args.json), not its
+        own command line's defaults."""
+        args = self.training_args()
         splits = {}
         for split in ("train", "val", "test"):
             sources = self.sources(split)
