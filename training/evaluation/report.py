@@ -109,6 +109,9 @@ def summary_lines(headline: dict, own: dict, ablation: dict, labels: np.ndarray)
     adaptive = list(headline.values())[-1]
     best = max(ablation.items(), key=lambda kv: np.nan_to_num(kv[1]["auc"]))
     branch_aucs = ", ".join(f"{name.split(' ')[0]} {fmt(r['auc'])}" for name, r in own.items())
+    c = five["confusion"]
+    fpr = fmt(c["fp"] / max(1, c["fp"] + c["tn"]))
+    fnr = fmt(c["fn"] / max(1, c["fn"] + c["tp"]))
     return [
         f"- 5-way calibrated LR: AUC {fmt(five['auc'])}, accuracy {fmt(five['accuracy'])}, "
         f"Brier {fmt(five['brier'])} on {five['n']} test rows; confidence-adaptive fusion: AUC "
@@ -120,9 +123,10 @@ def summary_lines(headline: dict, own: dict, ablation: dict, labels: np.ndarray)
             own.items(), key=lambda kv: -np.nan_to_num(kv[1]["auc"]))[:2])
         + "; the fused number cannot be better than what its inputs know.",
         f"- {int(labels.sum())} of {len(labels)} test rows are fake (up to 5 fake versions per "
-        "2 real versions); the heads are fitted class-balanced, so at threshold 0.5 they call too "
-        "many fakes real (see the confusion matrix and the reliability curve above the "
-        "diagonal). AUC and TPR@1%FPR do not depend on that prior.",
+        "2 real versions) and the heads are fitted class-balanced. At threshold 0.5 the "
+        f"5-way head calls {c['fp']} of {c['fp'] + c['tn']} real rows fake and {c['fn']} of "
+        f"{c['fn'] + c['tp']} fake rows real (false-positive rate {fpr}, miss rate {fnr}). "
+        "AUC and TPR@1%FPR do not depend on the threshold.",
     ]
 
 
