@@ -18,7 +18,7 @@ from training.fakes.augment import flip_face, mri_target  # noqa: E402
 from training.fakes.registry import MANIPULATIONS, DonorPool, Face, parse_weights  # noqa: E402
 from training.fakes.temporal import TEMPORAL_MANIPULATIONS  # noqa: E402
 from training.models.mri import MRIDetector  # noqa: E402
-from training.models.temporal import build_temporal  # noqa: E402
+from training.models.temporal import build_temporal, fold_temperature  # noqa: E402
 from training.models.tiny_ladeda import TinyLaDeDa  # noqa: E402
 from training.models.visual import VisualDetector  # noqa: E402
 
@@ -55,6 +55,17 @@ def test_temporal_models_take_any_length(arch: str) -> None:
     model = build_temporal(arch, 32).eval()
     for t in (1, 5, 16):
         assert model(torch.randn(3, t, 32)).shape == (3, 1)
+
+
+@pytest.mark.parametrize("arch", ["bilstm", "tcn"])
+def test_fold_temperature_divides_the_logit(arch: str) -> None:
+    model = build_temporal(arch, 32).eval()
+    x = torch.randn(4, 6, 32)
+    with torch.no_grad():
+        before = model(x)
+        fold_temperature(model, 2.5)
+        after = model(x)
+    assert torch.allclose(after, before / 2.5, atol=1e-6)
 
 
 def test_mri_detector_map_in_unit_range() -> None:
@@ -225,3 +236,4 @@ def test_smoke_visual_then_temporal_on_its_embeddings(smoke_cache: Path, tmp_pat
                  "--val-sequences", "2", "--test-sequences", "2", "--export"]) == 0
     temporal = load_verified(models, "temporal")
     assert temporal.extra["visual_model"]["sha256"] == visual.sha256
+    assert temporal.extra["temperature"]["value"] > 0

@@ -1,8 +1,10 @@
-"""The held-out numbers every branch reports: AUC, accuracy, F1, log-loss (threshold 0.5)."""
+"""The held-out numbers every branch reports (AUC, accuracy, F1, log-loss at threshold 0.5) and
+the Brier-fitted temperature that fusion and the temporal export put on a logit."""
 
 from __future__ import annotations
 
 import numpy as np
+from scipy.optimize import minimize_scalar
 from sklearn.metrics import accuracy_score, f1_score, log_loss, roc_auc_score
 
 
@@ -23,3 +25,21 @@ def binary_metrics(labels: np.ndarray, probs: np.ndarray) -> dict[str, float]:
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=np.float64)))
+
+
+TEMPERATURE_BOUNDS = (0.05, 20.0)
+
+
+def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
+    """T > 0 minimizing the Brier score of sigmoid(logit(p) / T); 1.0 without both classes."""
+    y = np.asarray(labels, dtype=np.float64)
+    if len(np.unique(y)) < 2:
+        return 1.0
+    q = np.clip(np.asarray(probs, dtype=np.float64), 1e-6, 1 - 1e-6)
+    z = np.log(q / (1.0 - q))
+
+    def brier(log_t: float) -> float:
+        return float(np.mean((sigmoid(z / np.exp(log_t)) - y) ** 2))
+
+    best = minimize_scalar(brier, bounds=tuple(np.log(TEMPERATURE_BOUNDS)), method="bounded")
+    return float(np.exp(best.x))

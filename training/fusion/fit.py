@@ -15,13 +15,13 @@ from collections.abc import Sequence
 from itertools import combinations
 
 import numpy as np
-from scipy.optimize import minimize_scalar
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from dfmesh.preprocess.stats import BRANCH_FEATURES, FEATURE_COLS
 from training.evaluation.metrics import logit, sigmoid
+from training.scoring import fit_temperature
 
 LR_BRANCHES: tuple[str, ...] = ("tiny_gate", "visual", "audio", "temporal", "sync")
 ADAPTIVE_BRANCHES: tuple[str, ...] = (*LR_BRANCHES, "mri")
@@ -34,7 +34,6 @@ BRANCH_SEES: dict[str, tuple[str, ...]] = {
     "sync": ("lipsync",),
 }
 """The fake versions each branch's modality can show (training.fusion.dataset.VERSIONS)."""
-T_BOUNDS = (0.05, 20.0)
 
 
 def head_key(branches: Sequence[str]) -> str:
@@ -58,19 +57,6 @@ def feature_matrix(rows: list[dict], cols: Sequence[str]) -> tuple[np.ndarray, n
     x = np.array([[r["features"][c] for c in cols] for r in keep], dtype=np.float64)
     y = np.array([r["label"] for r in keep], dtype=int)
     return x.reshape(len(keep), len(cols)), y
-
-
-def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
-    """T > 0 minimizing the Brier score of sigmoid(logit(p) / T); 1.0 without both classes."""
-    if len(np.unique(labels)) < 2:
-        return 1.0
-    z = logit(probs)
-
-    def brier(log_t: float) -> float:
-        return float(np.mean((sigmoid(z / np.exp(log_t)) - labels) ** 2))
-
-    best = minimize_scalar(brier, bounds=tuple(np.log(T_BOUNDS)), method="bounded")
-    return float(np.exp(best.x))
 
 
 def make_head_model(c: float = 1.0) -> Pipeline:

@@ -52,3 +52,11 @@ def build_temporal(arch: str, input_dim: int) -> nn.Module:
     if arch == "tcn":
         return TemporalCNN(input_dim)
     raise ValueError(f"unknown temporal arch {arch!r}; choose from {TEMPORAL_ARCHS}")
+
+
+def fold_temperature(model: nn.Module, temperature: float) -> None:
+    """Divide the model's logit by `temperature` by scaling its final linear head in place, so
+    the exported graph emits calibrated logits with no extra op."""
+    with torch.no_grad():
+        model.head.weight /= temperature
+        model.head.bias /= temperature
