@@ -13,7 +13,8 @@ from training.evaluation.metrics import (
     reliability_bins,
     tpr_at_fpr,
 )
-from training.fusion.fit import adaptive_fuse, fit_temperature
+from training.fusion.fit import adaptive_fuse
+from training.scoring import fit_temperature
 
 LABELS = [0, 0, 1, 1]
 PROBS = [0.1, 0.4, 0.35, 0.8]
@@ -61,3 +62,27 @@ def test_adaptive_fusion_weights_by_confidence() -> None:
     # c = 0.8 and 0.2 -> weights 0.8, 0.2 -> 0.8 * 0.9 + 0.2 * 0.4
     assert adaptive_fuse({"visual": 0.9, "audio": 0.4}, {}) == pytest.approx(0.8)
     assert adaptive_fuse({"visual": 0.5, "audio": 0.5}, {}) == pytest.approx(0.5)
+
+
+def test_report_tables_end_with_the_confusion_matrix() -> None:
+    from training.evaluation.report import table
+
+    lines = table({"head": binary_report(LABELS, PROBS)}, "method")
+    assert lines[0].endswith("| TN / FP / FN / TP |")
+    assert lines[1].count("|---") == lines[0].count("|") - 1
+    assert lines[2].endswith("| 2 / 0 / 1 / 1 |")
+
+
+def test_grid_plots_draw_one_panel_per_group(tmp_path) -> None:
+    cv2 = pytest.importorskip("cv2")
+    from training.evaluation.plots import reliability_grid, roc_grid
+
+    rng = np.random.default_rng(0)
+    labels = np.array([0, 1] * 30)
+    series = {"a": (labels, np.clip(labels * 0.3 + rng.random(60) * 0.7, 0, 1)),
+              "b": (labels, rng.random(60))}
+    one = cv2.imread(str(roc_grid({"only": series}, tmp_path / "one.png")))
+    three = cv2.imread(str(reliability_grid({"x": series, "y": series, "z": series},
+                                            tmp_path / "three.png")))
+    assert one.shape[:2] == (550, 605)          # 5.5 x 5 inches at 110 dpi
+    assert three.shape[:2] == (1100, 1210)      # a 2 x 2 grid, the fourth panel blank

@@ -23,7 +23,13 @@ import numpy as np
 
 from dfmesh.runtime.model_repo import load_verified, read_manifest, resolve_version_dir
 from training.evaluation.metrics import binary_report
-from training.evaluation.plots import reliability_plot, roc_plot
+from training.evaluation.plots import (
+    Series,
+    reliability_grid,
+    reliability_plot,
+    roc_grid,
+    roc_plot,
+)
 from training.fusion.branches import OnnxBranches
 from training.fusion.dataset import load_rows
 from training.fusion.fit import (
@@ -56,11 +62,18 @@ def fmt(value) -> str:
     return str(value)
 
 
+def confusion_cell(report: dict) -> str:
+    c = report.get("confusion")
+    return f"{c['tn']} / {c['fp']} / {c['fn']} / {c['tp']}" if c else ""
+
+
 def table(named: dict[str, dict], first: str = "") -> list[str]:
-    lines = [f"| {first} | " + " | ".join(COLUMNS) + " |",
-             "|---" * (len(COLUMNS) + 1) + "|"]
+    """A Markdown table of binary_report dicts, the confusion matrix at 0.5 last."""
+    lines = [f"| {first} | " + " | ".join(COLUMNS) + " | TN / FP / FN / TP |",
+             "|---" * (len(COLUMNS) + 2) + "|"]
     for name, report in named.items():
-        lines.append(f"| {name} | " + " | ".join(fmt(report.get(c, "")) for c in COLUMNS) + " |")
+        lines.append(f"| {name} | " + " | ".join(fmt(report.get(c, "")) for c in COLUMNS)
+                     + f" | {confusion_cell(report)} |")
     return lines
 
 
@@ -74,23 +87,25 @@ def models_present(rows: list[dict]) -> set[str]:
     return {b for r in rows for b, p in r["prob_fake"].items() if p is not None}
 
 
-def own_modality(rows: list[dict]) -> dict[str, dict]:
-    """Each branch on real rows vs the fake kinds its modality can show (fit.BRANCH_SEES)."""
-    out = {}
+def own_modality(rows: list[dict]) -> tuple[dict[str, dict], Series]:
+    """Each branch on real rows vs the fake kinds its modality can show (fit.BRANCH_SEES):
+    reports by table label, and (labels, probs) by branch for the plots."""
+    out, curves = {}, {}
     for branch in SINGLE_BRANCHES:
         probs, labels = branch_rows(rows, branch)
         if len(labels):
             out[f"{branch} (real vs {', '.join(BRANCH_SEES[branch])})"] = binary_report(
                 labels, probs)
-    return out
+            curves[branch] = (labels, probs)
+    return out, curves
 
 
-def dev_sanity(models: OnnxBranches, data_dir: Path) -> dict[str, dict]:
-    """Per-crop scores of the frame branches on ../shared/data/dev."""
+def dev_sanity(models: OnnxBranches, data_dir: Path) -> tuple[dict[str, dict], Series]:
+    """Per-crop scores of the frame branches on ../shared/data/dev: reports and curves."""
     files = sorted((data_dir / "dev").glob("*.jpg"))
     labels = np.array([1 if "__fake__" in f.name else 0 for f in files])
     crops = [cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2RGB) for f in files]
-    out = {}
+    out, curves = {}, {}
     for branch in ("tiny_gate", "visual", "mri"):
         if branch not in models.available:
             continue
@@ -100,7 +115,8 @@ def dev_sanity(models: OnnxBranches, data_dir: Path) -> dict[str, dict]:
                      else getattr(models, branch)([crop]))
             probs.append(score.prob_fake)
         out[branch] = binary_report(labels, np.array(probs))
-    return out
+        curves[branch] = (labels, np.array(probs))
+    return out, curves
 
 
 def summary_lines(headline: dict, own: dict, ablation: dict, labels: np.ndarray) -> list[str]:
@@ -218,25 +234,33 @@ def run(args: argparse.Namespace) -> dict:
         mask = (versions == version) | (y5 == 0)
         if (versions == version).any():
             by_version[f"real vs {version}"] = binary_report(y5[mask], p5[mask])
-    ablation = {}
+    ablation, head_curves = {}, {}
     for key, head in sorted(bundle["heads"].items(), key=lambda kv: (len(kv[0].split("+")),
                                                                      kv[0])):
         p, y = calibrated(head, test)
         if len(y):
             ablation[f"{len(key.split('+'))}-way {key}"] = binary_report(y, p)
+            head_curves.setdefault(f"{len(key.split('+'))}-way heads", {})[key] = (y, p)
     by_size = {}
     for k in (2, 3, 4, 5):
         aucs = [r["auc"] for name, r in ablation.items() if name.startswith(f"{k}-way")]
         by_size[k] = (float(np.nanmean(aucs)), float(np.nanmin(aucs)), float(np.nanmax(aucs)),
                       len(aucs)) if aucs else None
-    own = own_modality(test)
+    own, own_curves = own_modality(test)
     models = OnnxBranches(args.models_dir)
-    dev = dev_sanity(models, data_dir)
+    dev, dev_curves = dev_sanity(models, data_dir)
 
     roc_plot(curves, img / "roc_fusion_test.png", "Fusion test split: ROC")
     reliability_plot({"5-way raw": (y5, p5_raw), "5-way calibrated": (y5, p5),
                       "adaptive": (ya, pa)}, img / "reliability_fusion_test.png",
                      "Fusion test split: reliability (15 bins)")
+    roc_grid(head_curves, img / "roc_heads_test.png")
+    reliability_grid(head_curves, img / "reliability_heads_test.png")
+    roc_grid({"each branch, real vs its own modality's fakes (test)": own_curves,
+              "frame branches on dev/ (67 crops)": dev_curves}, img / "roc_branches.png")
+    reliability_grid({"each branch, real vs its own modality's fakes (test)": own_curves,
+                      "frame branches on dev/ (67 crops)": dev_curves},
+                     img / "reliability_branches.png")
     c = headline[next(iter(headline))]["confusion"]
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True, cwd=REPO_ROOT, check=False).stdout.strip()
@@ -303,6 +327,11 @@ def run(args: argparse.Namespace) -> dict:
         "",
         *table(own, "branch"),
         "",
+        "![ROC of each branch](img/roc_branches.png) "
+        "![reliability of each branch](img/reliability_branches.png)",
+        "",
+        "(Left panels: these rows; right panels: the dev crops below.)",
+        "",
         "### 5-way head by kind of fake (real rows vs one kind)",
         "",
         *table(by_version, "subset"),
@@ -325,6 +354,10 @@ def run(args: argparse.Namespace) -> dict:
           for k, v in by_size.items() if v],
         "",
         *table(ablation, "head"),
+        "",
+        "![ROC of every head](img/roc_heads_test.png)",
+        "",
+        "![reliability of every head](img/reliability_heads_test.png)",
         "",
         "## Branch models on their own held-out splits",
         "",
