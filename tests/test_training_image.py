@@ -237,3 +237,13 @@ def test_smoke_visual_then_temporal_on_its_embeddings(smoke_cache: Path, tmp_pat
     temporal = load_verified(models, "temporal")
     assert temporal.extra["visual_model"]["sha256"] == visual.sha256
     assert temporal.extra["temperature"]["value"] > 0
+    # recalibrating the shipped weights trains nothing and records where they came from
+    assert main(["train", "--branch", "temporal", "--cache-dir", str(own_cache),
+                 "--runs-dir", str(tmp_path / "runs"), "--models-dir", str(models),
+                 "--frames", "4", "--train-sequences", "4", "--val-sequences", "2",
+                 "--test-sequences", "2", "--recalibrate", temporal.version,
+                 "--export", "--version", "1.0.1"]) == 0
+    recalibrated = load_verified(models, "temporal", "1.0.1")
+    assert recalibrated.extra["recalibrated_from"] == {"version": temporal.version,
+                                                       "sha256": temporal.sha256}
+    assert "not retrained" in recalibrated.training_data["weights"]

@@ -5,6 +5,10 @@ Embeddings come from models/visual/<version>/model.onnx through ONNX Runtime, ex
 the services compute them, and are cached per visual checksum under runs/. The temporal
 model is bound to that visual model: its manifest records the visual checksum, and a new
 visual model needs a new temporal model.
+
+The exported head carries a temperature fitted on the validation sequences (Brier score), so
+`temporal_prob_fake` is a probability, not only a score. `--recalibrate VERSION` trains
+nothing: it refits that temperature for a shipped version's weights and exports them anew.
 """
 
 from __future__ import annotations
@@ -39,6 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--val-sequences", type=int, default=80)
     parser.add_argument("--test-sequences", type=int, default=120)
     parser.add_argument("--visual-version", default="latest")
+    parser.add_argument("--recalibrate", default=None, metavar="VERSION",
+                        help="train nothing: take the shipped temporal VERSION's weights, fit "
+                             "the temperature on val, measure and export")
     parser.set_defaults(epochs=40, batch_size=32, lr=2e-3,
                         manipulations=DEFAULT_TEMPORAL_MANIPULATIONS)
 
@@ -156,6 +163,20 @@ def measure(test: dict, model: torch.nn.Module) -> dict:
     return metrics
 
 
+def shipped_model(args: argparse.Namespace, embedder: OnnxEmbedder
+                  ) -> tuple[torch.nn.Module, dict]:
+    """The weights of a shipped temporal version (its torch_state.pt), refused unless it was
+    trained on the same visual model's embeddings."""
+    manifest = load_verified(args.models_dir, BRANCH, args.recalibrate)
+    if manifest.extra.get("visual_model", {}).get("sha256") != embedder.manifest.sha256:
+        raise SystemExit(f"temporal {manifest.version} was trained on another visual model's "
+                         f"embeddings than visual {embedder.manifest.version}")
+    state = manifest.extra["torch_state"]
+    model = build_temporal(**state["constructor"]["kwargs"])
+    model.load_state_dict(torch.load(manifest.directory / state["file"], weights_only=True))
+    return model.eval(), {"version": manifest.version, "sha256": manifest.sha256}
+
+
 def run(args: argparse.Namespace) -> dict:
     ctx = start_run(BRANCH, args)
     embedder = OnnxEmbedder(args.models_dir, args.visual_version)
@@ -163,7 +184,11 @@ def run(args: argparse.Namespace) -> dict:
             (("train", args.train_sequences), ("val", args.val_sequences),
              ("test", args.test_sequences))}
     dim = data["train"]["embeddings"].shape[-1]
-    model = train(ctx, data["train"], data["val"], dim)
+    source = None
+    if args.recalibrate:
+        model, source = shipped_model(args, embedder)
+    else:
+        model = train(ctx, data["train"], data["val"], dim)
     uncalibrated = measure(data["test"], model)["test_pseudo_fakes"]
     # The BiLSTM is overconfident (test log-loss ~2 before this); the service reports its
     # probability as is, so the validation-fitted temperature goes into the exported head.
@@ -190,11 +215,15 @@ def run(args: argparse.Namespace) -> dict:
                         "identity-disjoint splits",
                 "fakes": f"temporal manipulations: {args.manipulations}",
                 "sequences": {k: int(len(v["labels"])) for k, v in data.items()},
-                "seed": args.seed},
+                "seed": args.seed,
+                "weights": (f"temporal {source['version']}'s, not retrained; only the "
+                            "temperature was fitted" if source else
+                            f"trained {args.epochs} epochs, best validation AUC kept")},
             metrics=metrics, fp16_weights=False,
             keep_torch_state={"class": "training.models.temporal.build_temporal",
                               "kwargs": {"arch": args.arch, "input_dim": dim}},
             extra={"architecture": args.arch,
+                   "recalibrated_from": source,
                    "temperature": {"value": temperature, "folded_into": "head (logit / T)",
                                    "fitted_on": "val sequences, minimizing the Brier score"},
                    "visual_model": {"name": embedder.manifest.name,

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from dfmesh.preprocess.geometry import FACE_CROP_SIZE, Box, centre_crop_box, crop_square
 from dfmesh.preprocess.stats import BRANCH_FEATURES, FEATURE_COLS
@@ -275,7 +276,7 @@ def build_rows(tracks: list[DenseClip], data_dir: Path, models: OnnxBranches,
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_suffix(".tmp")
     with tmp.open("w") as fh:
-        for track in usable:
+        for track in tqdm(usable, desc="fusion rows (clips)", unit="clip"):
             frames = (read_frames(data_dir / track.clip.name,
                                   len(track.timestamps) / track.fps + 0.01).frames
                       if only & frozenset(VISUAL_BRANCHES) else [])

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
 from dfmesh.preprocess.geometry import MOUTH_CROP_SIZE, Box, mouth_crop
 from training.loaders.media import SAMPLE_RATE, decode_pcm, read_frames
@@ -104,7 +105,7 @@ def build_dense_cache(data_dir: Path, clips: list[TalkingClip], max_seconds: flo
     cache_dir.mkdir(parents=True, exist_ok=True)
     detector = None
     out = []
-    for clip in clips:
+    for clip in tqdm(clips, desc="dense face tracks", unit="clip"):
         path = cache_dir / (Path(clip.name).stem + ".npz")
         if not path.is_file():
             if not build:
