@@ -23,7 +23,7 @@ torch = pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")
 
 from dfmesh.runtime.model_repo import MANIFEST, load_verified, sha256_file  # noqa: E402
-from training.export import TensorSpec, export_onnx  # noqa: E402
+from training.export import TensorSpec, export_onnx, load_torch_state  # noqa: E402
 from training.models.mri import MRIDetector  # noqa: E402
 from training.models.temporal import build_temporal  # noqa: E402
 from training.models.tiny_ladeda import TinyLaDeDa  # noqa: E402
@@ -179,13 +179,10 @@ def test_shipped_image_models_on_real_crops(branch: str, shared_data: Path) -> N
 
 
 def _shipped_torch_model(manifest) -> torch.nn.Module:
-    state = manifest.extra.get("torch_state")
-    if not state:
+    model = load_torch_state(manifest)
+    if model is None:
         pytest.skip(f"{manifest.name} keeps no torch state (too large to ship twice)")
-    module, _, name = state["constructor"]["class"].rpartition(".")
-    model = getattr(importlib.import_module(module), name)(**state["constructor"]["kwargs"])
-    model.load_state_dict(torch.load(manifest.directory / state["file"], weights_only=True))
-    return model.eval()
+    return model
 
 
 def test_shipped_tiny_gate_parity_on_real_patches(shared_data: Path) -> None:

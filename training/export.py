@@ -8,6 +8,7 @@ ONNX Runtime, and writes manifest.json through dfmesh.runtime.model_repo.write_m
 
 from __future__ import annotations
 
+import importlib
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ import onnx
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from dfmesh.runtime.model_repo import sha256_file, write_manifest
+from dfmesh.runtime.model_repo import ModelManifest, sha256_file, write_manifest
 
 OPSET = 17
 TORCH_STATE = "torch_state.pt"
@@ -159,3 +160,18 @@ def export_branch(module: torch.nn.Module, example_inputs: tuple[torch.Tensor, .
                                                         strict=True))},
         **extra)
     return version_dir
+
+
+def load_torch_state(manifest: ModelManifest) -> torch.nn.Module | None:
+    """The torch module a manifest's `torch_state` describes (see ExportSpec.keep_torch_state),
+    its file checked against the recorded sha256; None when the export kept no state."""
+    state = manifest.extra.get("torch_state")
+    if not state:
+        return None
+    path = manifest.directory / state["file"]
+    if sha256_file(path) != state["sha256"]:
+        raise ValueError(f"{path}: sha256 does not match the manifest's torch_state")
+    module, _, name = state["constructor"]["class"].rpartition(".")
+    model = getattr(importlib.import_module(module), name)(**state["constructor"]["kwargs"])
+    model.load_state_dict(torch.load(path, weights_only=True))
+    return model.eval()

@@ -7,6 +7,10 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from sklearn.metrics import accuracy_score, f1_score, log_loss, roc_auc_score
 
+from training.evaluation.metrics import logit, sigmoid
+
+__all__ = ["TEMPERATURE_BOUNDS", "binary_metrics", "fit_temperature", "sigmoid"]
+
 
 def binary_metrics(labels: np.ndarray, probs: np.ndarray) -> dict[str, float]:
     """Metrics of fake probabilities against labels (1 = fake); AUC is NaN with one class."""
@@ -23,10 +27,6 @@ def binary_metrics(labels: np.ndarray, probs: np.ndarray) -> dict[str, float]:
     }
 
 
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=np.float64)))
-
-
 TEMPERATURE_BOUNDS = (0.05, 20.0)
 
 
@@ -35,8 +35,7 @@ def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
     y = np.asarray(labels, dtype=np.float64)
     if len(np.unique(y)) < 2:
         return 1.0
-    q = np.clip(np.asarray(probs, dtype=np.float64), 1e-6, 1 - 1e-6)
-    z = np.log(q / (1.0 - q))
+    z = logit(probs)
 
     def brier(log_t: float) -> float:
         return float(np.mean((sigmoid(z / np.exp(log_t)) - y) ** 2))

@@ -25,7 +25,7 @@ from dfmesh.preprocess.tensors import visual_input
 from dfmesh.runtime.model_repo import load_verified
 from training.common import RunContext, add_common_arguments, save_checkpoint, start_run
 from training.data.pseudo import make_sequence
-from training.export import ExportSpec, TensorSpec, export_branch
+from training.export import ExportSpec, TensorSpec, export_branch, load_torch_state
 from training.fakes.registry import DonorPool, Face
 from training.fakes.temporal import TEMPORAL_MANIPULATIONS
 from training.models.temporal import TEMPORAL_ARCHS, build_temporal, fold_temperature
@@ -164,17 +164,18 @@ def measure(test: dict, model: torch.nn.Module) -> dict:
 
 
 def shipped_model(args: argparse.Namespace, embedder: OnnxEmbedder
-                  ) -> tuple[torch.nn.Module, dict]:
-    """The weights of a shipped temporal version (its torch_state.pt), refused unless it was
-    trained on the same visual model's embeddings."""
+                  ) -> tuple[torch.nn.Module, str, dict]:
+    """The weights of a shipped temporal version, its architecture and where it came from;
+    refused unless it was trained on the same visual model's embeddings."""
     manifest = load_verified(args.models_dir, BRANCH, args.recalibrate)
     if manifest.extra.get("visual_model", {}).get("sha256") != embedder.manifest.sha256:
         raise SystemExit(f"temporal {manifest.version} was trained on another visual model's "
                          f"embeddings than visual {embedder.manifest.version}")
-    state = manifest.extra["torch_state"]
-    model = build_temporal(**state["constructor"]["kwargs"])
-    model.load_state_dict(torch.load(manifest.directory / state["file"], weights_only=True))
-    return model.eval(), {"version": manifest.version, "sha256": manifest.sha256}
+    model = load_torch_state(manifest)
+    if model is None:
+        raise SystemExit(f"temporal {manifest.version} ships no torch_state.pt to recalibrate")
+    source = {"version": manifest.version, "sha256": manifest.sha256}
+    return model, manifest.extra["architecture"], source
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -184,12 +185,13 @@ def run(args: argparse.Namespace) -> dict:
             (("train", args.train_sequences), ("val", args.val_sequences),
              ("test", args.test_sequences))}
     dim = data["train"]["embeddings"].shape[-1]
-    source = None
+    arch, source = args.arch, None
     if args.recalibrate:
-        model, source = shipped_model(args, embedder)
+        model, arch, source = shipped_model(args, embedder)
     else:
         model = train(ctx, data["train"], data["val"], dim)
-    uncalibrated = measure(data["test"], model)["test_pseudo_fakes"]
+    test = data["test"]
+    uncalibrated = binary_metrics(test["labels"], predict(model, test["embeddings"]))
     # The BiLSTM is overconfident (test log-loss ~2 before this); the service reports its
     # probability as is, so the validation-fitted temperature goes into the exported head.
     temperature = fit_temperature(predict(model, data["val"]["embeddings"]), data["val"]["labels"])
@@ -201,7 +203,7 @@ def run(args: argparse.Namespace) -> dict:
     if args.export:
         example = (torch.from_numpy(data["val"]["embeddings"][:2]),)
         spec = ExportSpec(
-            name=f"temporal-{args.arch}", branch=BRANCH, version=args.version,
+            name=f"temporal-{arch}", branch=BRANCH, version=args.version,
             inputs=[TensorSpec("embeddings", ["batch", "time", dim])],
             outputs=[TensorSpec("logit", ["batch", 1])],
             preprocessing={"function": "dfmesh.preprocess.tensors.temporal_input",
@@ -221,8 +223,8 @@ def run(args: argparse.Namespace) -> dict:
                             f"trained {args.epochs} epochs, best validation AUC kept")},
             metrics=metrics, fp16_weights=False,
             keep_torch_state={"class": "training.models.temporal.build_temporal",
-                              "kwargs": {"arch": args.arch, "input_dim": dim}},
-            extra={"architecture": args.arch,
+                              "kwargs": {"arch": arch, "input_dim": dim}},
+            extra={"architecture": arch,
                    "recalibrated_from": source,
                    "temperature": {"value": temperature, "folded_into": "head (logit / T)",
                                    "fitted_on": "val sequences, minimizing the Brier score"},

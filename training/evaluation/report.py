@@ -256,11 +256,10 @@ def run(args: argparse.Namespace) -> dict:
                      "Fusion test split: reliability (15 bins)")
     roc_grid(head_curves, img / "roc_heads_test.png")
     reliability_grid(head_curves, img / "reliability_heads_test.png")
-    roc_grid({"each branch, real vs its own modality's fakes (test)": own_curves,
-              "frame branches on dev/ (67 crops)": dev_curves}, img / "roc_branches.png")
-    reliability_grid({"each branch, real vs its own modality's fakes (test)": own_curves,
-                      "frame branches on dev/ (67 crops)": dev_curves},
-                     img / "reliability_branches.png")
+    branch_panels = {"each branch, real vs its own modality's fakes (test)": own_curves,
+                     "frame branches on dev/ (67 crops)": dev_curves}
+    roc_grid(branch_panels, img / "roc_branches.png")
+    reliability_grid(branch_panels, img / "reliability_branches.png")
     c = headline[next(iter(headline))]["confusion"]
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True, cwd=REPO_ROOT, check=False).stdout.strip()
