@@ -6,6 +6,9 @@
     train --branch B [options]   train branch B (module training.train_<B>), optionally
                                  --export it to models/<B>/<version>/
     branches                     list the branches that have a trainer
+    pack                         every labelled file of ../shared/train and ../shared/data
+                                 through ingest's pipeline: crops, landmarks, 16 kHz audio
+                                 (training.real.pack; runs/cache/real/)
     evaluate                     write docs/EVALUATION.md (training.evaluation.report)
     benchmark --labelled SPEC    score labelled media through the running mesh (`dfmesh up`)
                                  and report AUC, accuracy, F1, log-loss, ECE per file set
@@ -105,7 +108,11 @@ def main(argv: list[str] | None = None) -> int:
     report.add_arguments(sub.add_parser(
         "evaluate", help="write docs/EVALUATION.md from the fusion test split and dev/"))
     from training import benchmark
+    from training.real import pack
 
+    pack.add_arguments(sub.add_parser(
+        "pack", help="run every labelled file of ../shared through ingest and cache its "
+                     "crops and audio (runs/cache/real)"))
     benchmark.add_arguments(sub.add_parser(
         "benchmark", help="score labelled media through the running mesh and report metrics"))
 
@@ -124,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         benchmark.run(args)
     elif args.command == "prepare":
         prepare(args)
+    elif args.command == "pack":
+        pack.run(args)
     else:
         trainer_module(args.branch).run(args)
     return 0

@@ -7,7 +7,7 @@ import numpy as np
 from pydantic import Field
 
 from dfmesh.preprocess.stats import prob_summary
-from dfmesh.preprocess.tensors import visual_input
+from dfmesh.preprocess.tensors import VISUAL_SIZE, visual_input
 from dfmesh.runtime.branch_inputs import FRAMES, BranchInputs
 from dfmesh.runtime.model_server import (
     BranchOutput,
@@ -39,8 +39,15 @@ class VisualServer(ModelServer):
 
     def preprocess(self, inputs: BranchInputs) -> Prepared:
         prepared = face_crops_prepared(inputs, self.settings.max_faces_per_frame)
-        prepared.feeds["image"] = visual_input(prepared.context["crops"])
+        prepared.feeds["image"] = visual_input(prepared.context["crops"], self.input_size())
         return prepared
+
+    def input_size(self) -> int:
+        """The square input side the served model was trained at (its manifest's
+        preprocessing.size; 224 for models that do not say)."""
+        if self.manifest is None:
+            return VISUAL_SIZE
+        return int(self.manifest.preprocessing.get("size", VISUAL_SIZE))
 
     def postprocess(self, prepared: Prepared, outputs: dict[str, np.ndarray]) -> BranchOutput:
         probs = sigmoid(per_row(outputs["logit"], len(prepared.items), "logit"))

