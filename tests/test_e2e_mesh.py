@@ -137,6 +137,20 @@ def test_every_branch_reports_on_a_real_clip(mesh: Mesh, clip: Path) -> None:
     assert progress[0].stage == "Queued" and progress[-1].percent == 100.0
 
 
+def test_training_feature_path_gives_the_mesh_numbers(mesh: Mesh, clip: Path) -> None:
+    """One feature path: the training extractor (ingest's pipeline in process, then each
+    branch service's own code) gives the 12 numbers the live mesh reports for the clip."""
+    pytest.importorskip("torch")
+    from training.real.features import clip_features
+
+    _, out = analyze(mesh.fusion_address, clip, early_exit=False)
+    served = dict(out["features"])
+    trained = clip_features(clip, Path(mesh.env["DFMESH_MODEL_REPO"]))
+    assert set(trained) == set(served) and len(served) == 12
+    for name, value in served.items():
+        assert trained[name] == pytest.approx(value, abs=1e-5), name
+
+
 def test_early_exit_follows_the_request(mesh: Mesh, clip: Path) -> None:
     _, default = analyze(mesh.fusion_address, clip)
     _, full = analyze(mesh.fusion_address, clip, early_exit=False)

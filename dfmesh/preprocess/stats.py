@@ -40,3 +40,16 @@ def prob_summary(prefix: str, probs: Sequence[float] | np.ndarray) -> dict[str, 
         f"{prefix}_prob_max": float(arr.max()),
         f"{prefix}_prob_p90": float(np.percentile(arr, 90)),
     }
+
+
+PROB_EPS = 1e-4
+
+
+def column_logits(x: np.ndarray, columns: Sequence[int]) -> np.ndarray:
+    """The chosen probability columns of `x` as log-odds (clipped to [1e-4, 1 - 1e-4]).
+
+    The first step of every fusion head since 2.0.0 (a FunctionTransformer in the bundle,
+    so the arithmetic lives here, torch-free, for the fusion service and the trainer alike):
+    heads read probabilities as evidence on the logit scale and skip the count features."""
+    p = np.clip(np.asarray(x, dtype=np.float64)[:, list(columns)], PROB_EPS, 1.0 - PROB_EPS)
+    return np.log(p / (1.0 - p))

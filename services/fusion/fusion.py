@@ -119,7 +119,7 @@ def bundle_from_dict(data: Mapping[str, Any], *, version: str = "",
     heads = {FULL_HEAD_KEY: _head_from(FULL_HEAD_KEY, data)}
     for key, head in (data.get("heads") or {}).items():
         branches = key.split("+")
-        if head_key(branches) != key or len(branches) < 2:
+        if head_key(branches) != key or not key:
             raise ModelIntegrityError(
                 f"fusion head key {key!r} is not sorted LR branch names joined by '+' "
                 f"(branches: {', '.join(LR_BRANCHES)})")

@@ -28,15 +28,16 @@ def select_head(available: Iterable[str], present: Iterable[str]) -> str | None:
     """The best head for the LR branches in `present`, among the bundle's `available` keys.
 
     The exact head when the bundle has it; otherwise the largest head whose branches are
-    all present (ties broken by name, so the choice is deterministic); None when no head
-    with two or more branches fits (the caller then uses a single branch's probability).
+    all present (ties broken by name, so the choice is deterministic). One-branch heads
+    (a calibrated single branch, bundles from 2.0.0 on) count like any other; None when no
+    head fits (the caller then uses a single branch's own probability).
     """
     present_lr = {b for b in present if b in LR_BRANCHES}
     keys = set(available)
     exact = head_key(present_lr)
-    if exact in keys and len(present_lr) >= 2:
+    if exact in keys and present_lr:
         return exact
-    fitting = [k for k in keys if k and len(k.split("+")) >= 2 and set(k.split("+")) <= present_lr]
+    fitting = [k for k in keys if k and set(k.split("+")) <= present_lr]
     if not fitting:
         return None
     return min(fitting, key=lambda k: (-len(k.split("+")), k))

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dfmesh.runtime.branch_inputs import BranchInputs, FrameInput
+from dfmesh.runtime.branch_inputs import BranchInputs, DenseInput, FrameInput
 from training.export import ExportSpec, TensorSpec, export_branch
 from training.real.pack import load_entry
 
@@ -26,13 +26,21 @@ def branch_inputs(entry: dict[str, np.ndarray], sample_rate: int = 16000) -> Bra
     """What ingest's stream for this file decodes to on a branch (faces per frame, largest
     first; the PCM)."""
     by_frame: dict[int, list[tuple[int, np.ndarray]]] = defaultdict(list)
-    for crop, frame, rank in zip(entry["crops"], entry["frame"], entry["rank"], strict=True):
+    stamps = entry.get("frame_ts", np.zeros(len(entry["frame"]), np.float32))
+    when: dict[int, float] = {}
+    for crop, frame, rank, ts in zip(entry["crops"], entry["frame"], entry["rank"], stamps,
+                                     strict=True):
         by_frame[int(frame)].append((int(rank), crop))
-    frames = [FrameInput(index=f, timestamp_seconds=0.0,
+        when[int(frame)] = float(ts)
+    frames = [FrameInput(index=f, timestamp_seconds=when[f],
                          faces=[c for _, c in sorted(by_frame[f], key=lambda t: t[0])])
               for f in sorted(by_frame)]
+    dense = [DenseInput(i, float(ts), bool(found), mouth if found else None)
+             for i, (ts, found, mouth) in enumerate(zip(
+                 entry.get("dense_ts", ()), entry.get("dense_found", ()),
+                 entry.get("mouth", ()), strict=True))]
     pcm = entry["pcm"] if entry["pcm"].size else None
-    return BranchInputs(has_audio=pcm is not None, frames=frames, pcm=pcm,
+    return BranchInputs(has_audio=pcm is not None, frames=frames, dense=dense, pcm=pcm,
                         sample_rate=sample_rate if pcm is not None else 0)
 
 
@@ -119,3 +127,35 @@ def visual_release_info(recipe: dict[str, Any], base: Path, recipe_path: Path) -
             "pseudo_fakes": recipe["pseudo_fakes"], "conditions": recipe["conditions"]},
         "metrics": json.loads(metrics_path.read_text()) if metrics_path.is_file() else {},
     }
+
+
+def clip_features(path: Path, repo: Path, versions: dict[str, str] | None = None
+                  ) -> dict[str, float]:
+    """The 12 fusion features of one file, made the training way: ingest's pipeline in
+    process (training.real.pack), then each branch service's own code over `repo` (temporal
+    on visual's embeddings). The mesh reports the same numbers for the same file."""
+    import asyncio
+
+    from dfmesh.runtime.branch_inputs import EmbeddingInput
+    from services.ingest.faces import FaceDetector
+    from services.ingest.settings import IngestSettings
+    from training.real.pack import ingest_file
+
+    versions = versions or {}
+    entry = asyncio.run(ingest_file(path, FaceDetector(), IngestSettings()))
+    inputs = branch_inputs(entry)
+    features: dict[str, float] = {}
+    for branch in ("tiny_gate", "visual", "audio", "sync", "temporal"):
+        server = load_server(branch, repo, versions.get(branch, "latest"))
+        if branch == "temporal":
+            visual = load_server("visual", repo, versions.get("visual", "latest"))
+            got = served_features(visual, inputs)
+            if got is None:
+                continue
+            sha = visual.manifest.sha256
+            inputs = BranchInputs(embeddings=[EmbeddingInput(i, 0.0, v, sha)
+                                              for i, v in enumerate(got["embeddings"])])
+        got = served_features(server, inputs)
+        if got is not None:
+            features.update(got["features"])
+    return features

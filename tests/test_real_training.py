@@ -1,0 +1,176 @@
+"""Training on real labelled media: manifests, source-disjoint folds, ingest-made packs,
+the shared fine-tuning loop, the visual sampler, and leave-one-source-out fusion."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from dfmesh.preprocess.geometry import FACE_CROP_SIZE  # noqa: E402
+from dfmesh.preprocess.stats import FEATURE_COLS, column_logits  # noqa: E402
+from services.fusion.fusion import bundle_from_dict  # noqa: E402
+from services.fusion.heads import select_head  # noqa: E402
+from training.real import fusion  # noqa: E402
+from training.real.folds import assign_folds, fold_of, source_key  # noqa: E402
+from training.real.loop import FitConfig, fit  # noqa: E402
+from training.real.sources import read_train_manifest  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def train_rows(shared_data: Path) -> list:
+    root = shared_data.parent / "train"
+    if not (root / "MANIFEST.csv").is_file():
+        pytest.skip(f"no labelled training media at {root}")
+    return read_train_manifest(root)
+
+
+def test_manifest_rows_keep_ff_pairs_and_sentences_together(train_rows) -> None:
+    assert {r.kind for r in train_rows} == {"video", "image", "audio"}
+    assert {r.label for r in train_rows} == {0, 1}
+    ff = [r for r in train_rows if r.group.startswith("ff:") and r.kind == "video"]
+    fakes = {r.group for r in ff if r.label == 1}
+    reals = {r.group for r in ff if r.label == 0}
+    assert fakes and fakes & reals, "an FF++ fake must share its group with its original"
+    assert all(r.generator == "" for r in train_rows if r.label == 0)
+
+
+def test_folds_hold_out_whole_sources(train_rows) -> None:
+    records = [{"kind": r.kind, "label": r.label, "source": r.source, "group": r.group,
+                "collection": r.collection} for r in train_rows]
+    folds = assign_folds(records)
+    assert folds == assign_folds(list(reversed(records)))  # deterministic
+    by_source: dict[str, set[int]] = {}
+    for rec in records:
+        by_source.setdefault(source_key(rec), set()).add(fold_of(rec, folds))
+    assert all(len(f) == 1 for f in by_source.values())
+    # FF++ figures (FaceSwapper, DiffFace) sit with FaceForensics++
+    ff_folds = {fold_of(r, folds) for r in records if r["group"].startswith("ff:")}
+    assert len(ff_folds) == 1
+    assert fold_of({"collection": "dev"}, folds) == -1
+    assert len(set(folds.values())) == 4
+
+
+def test_pack_is_what_ingest_sends(shared_data: Path) -> None:
+    from services.ingest.faces import FaceDetector
+    from services.ingest.settings import IngestSettings
+    from training.real.pack import NUM_FRAMES, ingest_file
+
+    clip = shared_data / "talking" / "lipnet__GRID_bbaf2n.mpg"
+    entry = asyncio.run(ingest_file(clip, FaceDetector(), IngestSettings()))
+    assert entry["crops"].shape[1:] == (FACE_CROP_SIZE, FACE_CROP_SIZE, 3)
+    assert entry["crops"].dtype == np.uint8 and len(entry["crops"]) >= NUM_FRAMES // 2
+    assert set(entry["frame"].tolist()) <= set(range(NUM_FRAMES))
+    # landmarks land inside the crop, eyes above the mouth
+    marks = entry["landmarks"]
+    assert (marks > 0).all() and (marks < FACE_CROP_SIZE).all()
+    assert (marks[:, :2, 1].mean(1) < marks[:, 3:, 1].mean(1)).all()
+    assert entry["pcm"].dtype == np.float32 and 2.5 * 16000 < entry["pcm"].size < 3.5 * 16000
+    assert entry["dense_found"].any() and entry["mouth"].shape[1:] == (96, 96, 3)
+
+
+def test_fit_resumes_from_its_checkpoint(tmp_path: Path) -> None:
+    """A run killed at step 3 and started again ends with the weights of an unbroken run."""
+    class Killed(Exception):
+        pass
+
+    def batches(step: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        x = rng.normal(size=(8, 3)).astype(np.float32)
+        return x, (x[:, 0] > 0).astype(np.float32)
+
+    def dies_at_3(step: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        if step == 3:
+            raise Killed
+        return batches(step, rng)
+
+    def model() -> torch.nn.Module:
+        torch.manual_seed(0)
+        return torch.nn.Linear(3, 1)
+
+    cfg = FitConfig(steps=6, lr=0.1, warmup_steps=1, threads=1, checkpoint_seconds=0.0)
+    straight = model()
+    fit(straight, batches, cfg, tmp_path / "a")
+    with pytest.raises(Killed):
+        fit(model(), dies_at_3, cfg, tmp_path / "b")
+    assert torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)["step"] == 3
+    resumed = model()
+    fit(resumed, batches, cfg, tmp_path / "b")
+    for a, b in zip(straight.parameters(), resumed.parameters(), strict=True):
+        assert torch.allclose(a, b, atol=1e-6)
+    assert json.loads((tmp_path / "b" / "fit.json").read_text())["steps"] == 6
+
+
+def test_capture_conditions_treat_both_classes_alike() -> None:
+    from training.real.visual import capture_conditions
+
+    rng = np.random.default_rng(0)
+    crop = rng.integers(0, 255, (FACE_CROP_SIZE, FACE_CROP_SIZE, 3), dtype=np.uint8)
+    for kind in ("image", "video"):
+        out = capture_conditions(crop, kind, rng)
+        assert out.shape == crop.shape and out.dtype == np.uint8 and out.flags.c_contiguous
+
+
+def test_column_logits_reads_only_probabilities() -> None:
+    x = np.array([[0.5, 0.9, 16.0], [0.0, 1.0, 3.0]])
+    z = column_logits(x, [0, 1])
+    assert z.shape == (2, 2) and z[0, 0] == pytest.approx(0.0)
+    assert z[0, 1] == pytest.approx(np.log(9.0)) and np.isfinite(z).all()
+
+
+def _rows(n: int, seed: int = 0) -> list[dict]:
+    """Rows of four sources whose visual score carries the label, audio-only rows beside."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        label = int(i % 2)
+        src = f"s{i % 4}"
+        p = float(np.clip(0.5 + (0.3 if label else -0.3) + rng.normal(0, 0.15), 0.01, 0.99))
+        if i % 3 == 0:
+            feats = {"audio_prob_fake": p}
+            kind = "audio"
+        else:
+            feats = {"tiny_prob_mean": 0.5, "tiny_prob_max": 0.6, "tiny_prob_p90": 0.55,
+                     "tiny_num_files": 4.0, "tiny_num_patches": 196.0, "visual_prob_mean": p,
+                     "visual_prob_max": p, "visual_prob_p90": p, "visual_num_faces": 4.0}
+            kind = "image"
+        rows.append({"label": label, "source": src, "group": src, "kind": kind,
+                     "collection": "train", "features": feats, "prob_fake": {}})
+    return rows
+
+
+def test_leave_one_source_out_never_fits_on_the_scored_source() -> None:
+    rows = _rows(80)
+    held = fusion.leave_one_source_out(rows)
+    assert len(held) == len(rows)
+    subsets = fusion.subsets_present(rows)
+    first = [r for r in held if r["source"] == "s0"]
+    heads = fusion.fit_heads([r for r in rows if r["source"] != "s0"], subsets)
+    for r in first:
+        x = fusion.matrix([r], fusion.head_columns(r["head"].split("+")))
+        assert r["p_raw"] == pytest.approx(heads[r["head"]].predict_proba(x)[0, 1])
+    temps = fusion.temperatures(held)
+    fusion.calibrate_rows(held, temps)
+    threshold = fusion.real_flag_threshold(held)
+    flagged = np.mean([r["p"] >= threshold for r in held if r["label"] == 0])
+    assert flagged <= 0.1
+
+
+def test_bundle_with_one_branch_heads_loads_in_the_service() -> None:
+    rows = _rows(80)
+    held = fusion.leave_one_source_out(rows)
+    temps = fusion.temperatures(held)
+    data = fusion.bundle(rows, temps, 0.6, {})
+    bundle = bundle_from_dict(data)
+    assert "audio" in bundle.heads and "tiny_gate+visual" in bundle.heads
+    assert select_head(bundle.heads, ["audio"]) == "audio"
+    assert select_head(bundle.heads, ["audio", "temporal"]) == "audio"
+    p_fake = bundle.heads["audio"].probability({"audio_prob_fake": 0.95})
+    p_real = bundle.heads["audio"].probability({"audio_prob_fake": 0.05})
+    assert p_fake > 0.5 > p_real
+    full = bundle.full.probability({c: 0.5 for c in FEATURE_COLS})
+    assert 0.0 < full < 1.0

@@ -1,0 +1,109 @@
+"""Out-of-fold branch features for every packed file: the rows fusion is fitted and judged on.
+
+    python -m training.real.score --visual 2.0.0 [--audio 2.0.0]
+
+Each file gets, through the services' own code (training.real.features):
+- visual: from the fold model trained without the file's source
+  (runs/real/visual/<v>/fold<k>/repo), features and per-frame embeddings;
+- audio: from the audio fold model trained without the file's source
+  (runs/real/audio/fold<k>/repo, when the audio recipe left one);
+- tiny_gate and sync: the shipped models (trained only on ../shared/data reals and
+  pseudo-fakes, never on ../shared/train), so their scores of ../shared/train are held out.
+
+Writes runs/real/features/rows.jsonl (one row per file: label, kind, source, generator,
+fold, `features` by FEATURE_COLS name, `prob_fake` by branch) and embeddings_fold<k>.npz
+(every face file's per-frame embeddings by fold k's visual model, for temporal).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from training.real.features import branch_inputs, load_server, served_features
+from training.real.folds import assign_folds, fold_of
+from training.real.pack import load_entry, read_index
+from training.runtime import MODELS_DIR, RUNS_DIR
+
+
+def features_dir() -> Path:
+    return RUNS_DIR / "real" / "features"
+
+
+def fold_repo(branch: str, version: str, fold: int) -> Path:
+    return RUNS_DIR / "real" / branch / version / f"fold{fold}" / "repo"
+
+
+def score_rows(visual_version: str, audio_version: str | None,
+               shipped: dict[str, str]) -> list[dict[str, Any]]:
+    """One row per packed file (dev included, marked by its collection)."""
+    index = [r for r in read_index() if not r.get("error")]
+    folds = assign_folds(index)
+    num_folds = max(folds.values()) + 1
+    rows = {r["entry"]: {k: r[k] for k in ("path", "kind", "label", "source", "group",
+                                           "generator", "collection")}
+            | {"fold": fold_of(r, folds), "features": {}, "prob_fake": {}} for r in index}
+    fold_servers = {}
+    for branch, version in (("visual", visual_version), ("audio", audio_version)):
+        for f in range(num_folds):
+            repo = fold_repo(branch, str(version), f)
+            if version and repo.is_dir():
+                fold_servers[(branch, f)] = load_server(branch, repo, "latest")
+    shipped_servers = {b: load_server(b, MODELS_DIR, v) for b, v in shipped.items()}
+    embeddings: dict[int, dict[str, np.ndarray]] = {f: {} for f in range(num_folds)}
+    for r in tqdm(index, desc="score", unit="file"):
+        row = rows[r["entry"]]
+        own = row["fold"] if row["fold"] >= 0 else 0  # dev: never trained on; fold 0 scores it
+        entry = load_entry(r)
+        inputs = branch_inputs(entry)
+        wanted: list[tuple[str, Any, bool]] = []
+        if r.get("faces", 0) > 0:
+            wanted.append(("tiny_gate", shipped_servers.get("tiny_gate"), True))
+            # every fold's visual model embeds every face file (temporal is cross-fitted on
+            # them); only the file's own held-out fold gives its visual features
+            wanted += [("visual", fold_servers.get(("visual", f)), f == own)
+                       for f in range(num_folds)]
+        if entry["pcm"].size:
+            wanted.append(("audio", fold_servers.get(("audio", own)), True))
+            if "dense_found" in entry and entry["dense_found"].any():
+                wanted.append(("sync", shipped_servers.get("sync"), True))
+        for branch, srv, keep in wanted:
+            if srv is None:
+                continue
+            got = served_features(srv, inputs)
+            if got is None:
+                continue
+            if branch == "visual" and got["embeddings"]:
+                fold = int(srv.settings.model_repo.parent.name.removeprefix("fold"))
+                embeddings[fold][r["entry"]] = np.stack(got["embeddings"]).astype(np.float32)
+            if keep:
+                row["features"].update(got["features"])
+                row["prob_fake"][branch] = got["prob_fake"]
+    out = features_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    ordered = [rows[r["entry"]] | {"entry": r["entry"]} for r in index]
+    (out / "rows.jsonl").write_text("".join(json.dumps(x) + "\n" for x in ordered))
+    for f, emb in embeddings.items():
+        np.savez(out / f"embeddings_fold{f}.npz", **emb)
+    return ordered
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m training.real.score", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--visual", required=True, help="visual recipe version (fold models)")
+    parser.add_argument("--audio", default=None, help="audio recipe version (fold models)")
+    parser.add_argument("--tiny-gate", default="1.1.0")
+    parser.add_argument("--sync", default="1.0.0")
+    args = parser.parse_args(argv)
+    rows = score_rows(args.visual, args.audio, {"tiny_gate": args.tiny_gate, "sync": args.sync})
+    print(f"{len(rows)} rows in {features_dir() / 'rows.jsonl'}")
+
+
+if __name__ == "__main__":
+    main()
