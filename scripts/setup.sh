@@ -12,6 +12,12 @@ if [ "${DFMESH_SETUP_TEST_DEPS:-0}" = "1" ]; then
   # promtool checks and unit-tests the alert rules (tests/observability/test_alerts.py).
   command -v promtool >/dev/null || need_apt+=(prometheus)
 fi
+# Optional, for training only (DFMESH_SETUP_TRAIN_DEPS=1): the TTS engines that speak the audio
+# model's pseudo-spoofs (training/fakes/speech.py skips its TTS recipes without them).
+if [ "${DFMESH_SETUP_TRAIN_DEPS:-0}" = "1" ]; then
+  command -v espeak-ng >/dev/null || need_apt+=(espeak-ng)
+  command -v flite >/dev/null || need_apt+=(flite)
+fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = "0" ]; then SUDO=""; else SUDO="sudo"; fi
   echo "installing system packages: ${need_apt[*]}"

@@ -13,8 +13,7 @@ import joblib
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
-from dfmesh.preprocess import audio as cqcc
-from dfmesh.preprocess import mouth
+from dfmesh.preprocess import mouth, waveform
 from dfmesh.preprocess.stats import BRANCH_FEATURES, FEATURE_COLS
 from dfmesh.runtime.model_repo import write_manifest
 from services.fusion.heads import LR_BRANCHES, head_key
@@ -25,7 +24,7 @@ EMBEDDING_SIZE = 3  # build_model's "embedding" output: per-channel mean of the 
 KNOWN_MODELS: dict[str, tuple[dict, dict, tuple[str, ...]]] = {
     "tiny_gate": ({"patches": ["N", 3, 32, 32]}, {"patches": "ReduceMean"}, ()),
     "visual": ({"image": ["N", 3, 224, 224]}, {"image": "ReduceMean"}, ("embedding",)),
-    "audio": ({"cqcc": ["W", 1, cqcc.N_FEATURES, cqcc.N_FRAMES]}, {"cqcc": "ReduceMax"}, ()),
+    "audio": ({"waveform": ["W", waveform.WINDOW_SAMPLES]}, {"waveform": "ReduceMax"}, ()),
     "temporal": ({"embeddings": [1, "T", EMBEDDING_SIZE]}, {"embeddings": "ReduceMean"}, ()),
     "sync": ({"mouth": ["N", mouth.WINDOW_FRAMES, mouth.MOUTH_SIZE, mouth.MOUTH_SIZE],
               "audio": ["N", mouth.N_MELS, mouth.MEL_FRAMES]},

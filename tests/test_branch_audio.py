@@ -1,4 +1,5 @@
-"""audio against a real server: window scores on real speech, no audio, malformed PCM."""
+"""audio against a real server: waveform-window scores on real speech, no audio, malformed PCM,
+and the shipped AASIST model end to end on a real LibriSpeech file."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 from grpc import aio
 
 from deepfake.v1 import branch_pb2, media_pb2
-from dfmesh.preprocess import audio as cqcc
+from dfmesh.preprocess import waveform
 from dfmesh.runtime.server import running
 from services.audio.service import AudioServer, AudioSettings
 from tests.branch_support import (
@@ -27,8 +28,9 @@ from tests.branch_support import (
 
 @pytest.fixture
 async def server(tmp_path):
-    build_model(tmp_path / "audio" / "1.0.0", "audio",
-                {"cqcc": ["W", 1, cqcc.N_FEATURES, cqcc.N_FRAMES]}, {"cqcc": "ReduceMax"})
+    build_model(tmp_path / "audio" / "2.0.0", "audio",
+                {"waveform": ["W", waveform.WINDOW_SAMPLES]}, {"waveform": "ReduceMax"},
+                preprocessing=waveform.PREPROCESSING)
     settings = AudioSettings(model_repo=tmp_path, metrics_port=0)
     async with running(AudioServer(settings), settings) as running_server:
         yield running_server
@@ -37,27 +39,27 @@ async def server(tmp_path):
 @pytest.fixture(scope="module")
 def speech(shared_data) -> np.ndarray:
     pcm = decode_pcm(speech_file(shared_data), seconds=10.0)
-    assert pcm.size > 8 * cqcc.SAMPLE_RATE, "expected a LibriSpeech utterance over 8 s"
+    assert pcm.size > 2 * waveform.WINDOW_SAMPLES, "expected a LibriSpeech utterance over 8 s"
     return pcm
 
 
 async def test_prob_is_the_mean_of_window_scores(server, speech) -> None:
     result = await analyze(server.port, [header(), clip_info(True), *audio_requests(speech)])
-    windows = cqcc.audio_input(speech)
-    probs = sigmoid(windows.max(axis=(1, 2, 3)))
+    windows = waveform.waveform_windows(speech)
+    probs = sigmoid(windows.max(axis=1))
     assert result.status == branch_pb2.OK and len(probs) == 3
     assert set(result.features) == {"audio_prob_fake"}
     assert result.features["audio_prob_fake"] == pytest.approx(probs.mean(), abs=1e-6)
     assert result.prob_fake == result.features["audio_prob_fake"]
     assert [s.item for s in result.item_scores] == ["window:0", "window:1", "window:2"]
     assert [s.prob_fake for s in result.item_scores] == pytest.approx(probs, abs=1e-6)
-    starts = cqcc.window_starts(speech.size)
+    starts = waveform.window_starts(speech.size)
     assert [s.timestamp_seconds for s in result.item_scores] == pytest.approx(
-        [s / cqcc.SAMPLE_RATE for s in starts])
+        [s / waveform.SAMPLE_RATE for s in starts])
 
 
 async def test_chunks_out_of_order_give_the_same_answer(server, speech) -> None:
-    chunks = audio_requests(speech[: 3 * cqcc.SAMPLE_RATE])
+    chunks = audio_requests(speech[: 3 * waveform.SAMPLE_RATE])
     forward = await analyze(server.port, [header(), *chunks])
     backward = await analyze(server.port, [header(), *reversed(chunks)])
     assert forward.prob_fake == backward.prob_fake
@@ -90,3 +92,4 @@ async def test_shipped_model(speech) -> None:
         result = await analyze(running_server.port, [header(), *audio_requests(speech)])
     assert result.status == branch_pb2.OK and len(result.item_scores) == 3
     assert 0.0 <= result.features["audio_prob_fake"] <= 1.0
+    assert result.model.name.startswith("audio-aasist")

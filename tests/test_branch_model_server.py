@@ -13,7 +13,7 @@ from grpc import aio
 from prometheus_client import REGISTRY
 
 from deepfake.v1 import media_pb2
-from dfmesh.preprocess import audio as cqcc
+from dfmesh.preprocess import waveform
 from dfmesh.runtime.branch_inputs import (
     FrameInput,
     assemble_pcm,
@@ -183,12 +183,13 @@ def test_warmup_shape_fills_dynamic_axes() -> None:
 
 
 async def test_model_trained_on_other_preprocessing_is_refused(tmp_path) -> None:
-    trained_on = {**cqcc.PREPROCESSING, "n_coeffs": cqcc.N_COEFFS + 1}
-    build_model(tmp_path / "audio" / "1.0.0", "audio",
-                {"cqcc": ["N", 1, cqcc.N_FEATURES, cqcc.N_FRAMES]}, {"cqcc": "ReduceMax"},
+    trained_on = {**waveform.PREPROCESSING, "window_samples": 48_000}
+    build_model(tmp_path / "audio" / "2.0.0", "audio",
+                {"waveform": ["N", 48_000]}, {"waveform": "ReduceMax"},
                 preprocessing=trained_on)
     service = AudioServer(AudioSettings(model_repo=tmp_path, metrics_port=0))
-    with pytest.raises(ModelIntegrityError, match=r"other preprocessing.*n_coeffs: model 21"):
+    with pytest.raises(ModelIntegrityError,
+                       match=r"other preprocessing.*window_samples: model 48000"):
         await service.load()
 
 

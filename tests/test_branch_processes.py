@@ -16,14 +16,14 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from dfmesh.preprocess import audio, mouth
+from dfmesh.preprocess import mouth, waveform
 from tests.branch_support import REPO_ROOT, build_model
 
 BRANCH_MODELS = {
     "tiny_gate": ({"patches": ["N", 3, 32, 32]}, ()),
     "visual": ({"image": ["N", 3, 224, 224]}, ("embedding",)),
     "mri": ({"image": ["N", 3, 256, 256]}, ("mri_map",)),
-    "audio": ({"cqcc": ["N", 1, audio.N_FEATURES, audio.N_FRAMES]}, ()),
+    "audio": ({"waveform": ["N", waveform.WINDOW_SAMPLES]}, ()),
     "temporal": ({"embeddings": [1, "T", 8]}, ()),
     "sync": ({"mouth": ["N", mouth.WINDOW_FRAMES, mouth.MOUTH_SIZE, mouth.MOUTH_SIZE],
               "audio": ["N", mouth.N_MELS, mouth.MEL_FRAMES]}, ()),

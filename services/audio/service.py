@@ -1,12 +1,12 @@
-"""audio: a 2-D CNN over CQCC windows of the clip's 16 kHz PCM; the clip's probability is the
-mean over windows."""
+"""audio: AASIST on raw 16 kHz waveform windows of the clip's PCM; the clip's probability is
+the mean over windows."""
 
 from __future__ import annotations
 
 import numpy as np
 from pydantic import Field
 
-from dfmesh.preprocess import audio as cqcc
+from dfmesh.preprocess import waveform
 from dfmesh.runtime.branch_inputs import AUDIO, BranchInputs
 from dfmesh.runtime.model_server import (
     BranchOutput,
@@ -24,7 +24,8 @@ class AudioSettings(ModelServerSettings):
     """audio's settings (env DFMESH_*)."""
 
     service_name: str = "audio"
-    max_windows: int = Field(cqcc.MAX_WINDOWS, ge=1, description="CQCC windows per clip")
+    max_windows: int = Field(waveform.MAX_WINDOWS, ge=1,
+                             description="64,600-sample windows scored per clip")
     max_batch_size: int = Field(8, ge=1, description="windows per session run")
 
 
@@ -33,18 +34,18 @@ class AudioServer(ModelServer):
 
     branch = "audio"
     wants = frozenset({AUDIO})
-    input_names = ("cqcc",)
+    input_names = ("waveform",)
     output_names = ("logit",)
-    preprocessing_contract = cqcc.PREPROCESSING
+    preprocessing_contract = waveform.PREPROCESSING
 
     def preprocess(self, inputs: BranchInputs) -> Prepared:
-        pcm = require_pcm(inputs, cqcc.SAMPLE_RATE)
-        windows = cqcc.audio_input(pcm, self.settings.max_windows)
-        padded = max(pcm.size, cqcc.WINDOW_SAMPLES)
-        starts = cqcc.window_starts(padded, cqcc.WINDOW_SAMPLES, self.settings.max_windows)
-        items = [Item(f"window:{i}", i, start / cqcc.SAMPLE_RATE)
+        pcm = require_pcm(inputs, waveform.SAMPLE_RATE)
+        windows = waveform.waveform_windows(pcm, self.settings.max_windows)
+        starts = waveform.window_starts(max(pcm.size, waveform.WINDOW_SAMPLES),
+                                        self.settings.max_windows)
+        items = [Item(f"window:{i}", i, start / waveform.SAMPLE_RATE)
                  for i, start in enumerate(starts)]
-        return Prepared({"cqcc": windows}, items)
+        return Prepared({"waveform": windows}, items)
 
     def postprocess(self, prepared: Prepared, outputs: dict[str, np.ndarray]) -> BranchOutput:
         probs = sigmoid(per_row(outputs["logit"], len(prepared.items), "logit"))
