@@ -78,6 +78,23 @@ def prepare(args: argparse.Namespace) -> None:
         print(f"labelled face cache index ({spec}): {index}")
 
 
+def evaluate_command(args: argparse.Namespace) -> None:
+    """The 2.x report from the served fusion bundle's held-out rows (or the 1.x one)."""
+    from dfmesh.runtime.model_repo import load_verified
+    from training.evaluation import report
+    from training.real import report as real_report
+
+    if args.pseudo:
+        report.run(args)
+        return
+    manifest = load_verified(args.models_dir, "fusion", "latest")
+    rows = manifest.directory / str(manifest.extra.get("heldout_rows", "heldout_rows.jsonl"))
+    if not rows.is_file():
+        raise SystemExit(f"{rows} not found: fusion {manifest.version} has no held-out rows; "
+                         "use --pseudo for the 1.x report")
+    print(f"wrote {real_report.run(rows, args.out)}")
+
+
 def main(argv: list[str] | None = None) -> int:
     from training.data.labelled import DEFAULT_FRAMES_PER_VIDEO
 
@@ -105,8 +122,12 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("branches", help="list branches with a trainer")
     from training.evaluation import report
 
-    report.add_arguments(sub.add_parser(
-        "evaluate", help="write docs/EVALUATION.md from the fusion test split and dev/"))
+    evaluate = sub.add_parser(
+        "evaluate", help="write docs/EVALUATION.md from the shipped fusion bundle's held-out "
+                         "rows (leave-one-source-out on real labelled media)")
+    report.add_arguments(evaluate)
+    evaluate.add_argument("--pseudo", action="store_true",
+                          help="the 1.x report instead: the pseudo-fake fusion test split")
     from training import benchmark
     from training.real import pack
 
@@ -126,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "branches":
         print("\n".join(available_branches()))
     elif args.command == "evaluate":
-        report.run(args)
+        evaluate_command(args)
     elif args.command == "benchmark":
         benchmark.run(args)
     elif args.command == "prepare":

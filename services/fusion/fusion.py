@@ -23,6 +23,7 @@ from services.fusion.heads import FULL_HEAD_KEY, LR_BRANCHES, head_key
 
 EPS = 1e-6
 DEFAULT_THRESHOLD = 0.5
+DEFAULT_EARLY_EXIT_THRESHOLD = 0.2
 
 
 def logit(p: float) -> float:
@@ -68,6 +69,8 @@ class FusionBundle:
 
     heads: dict[str, LogRegHead]
     threshold: float | None = None
+    early_exit_threshold: float | None = None
+    """tiny_prob_max below which the gate may end an analysis (bundles from 2.0.0 on)."""
     adaptive_temperatures: dict[str, float] = field(default_factory=dict)
     name: str = "fusion"
     version: str = ""
@@ -125,9 +128,11 @@ def bundle_from_dict(data: Mapping[str, Any], *, version: str = "",
                 f"(branches: {', '.join(LR_BRANCHES)})")
         heads[key] = _head_from(key, head)
     threshold = data.get("threshold")
+    early = data.get("early_exit_threshold")
     adaptive = data.get("adaptive") or {}
     temperatures = {str(k): float(v) for k, v in (adaptive.get("temperatures") or {}).items()}
     return FusionBundle(heads=heads, threshold=None if threshold is None else float(threshold),
+                        early_exit_threshold=None if early is None else float(early),
                         adaptive_temperatures=temperatures, version=version, sha256=sha256)
 
 

@@ -56,7 +56,12 @@ from dfmesh.runtime.errors import (
 from dfmesh.runtime.logging import analysis_id_var
 from dfmesh.runtime.tracing import span, tracer
 from services.fusion.explain import explain
-from services.fusion.fusion import DEFAULT_THRESHOLD, FusionBundle, decide
+from services.fusion.fusion import (
+    DEFAULT_EARLY_EXIT_THRESHOLD,
+    DEFAULT_THRESHOLD,
+    FusionBundle,
+    decide,
+)
 from services.fusion.scoring import (
     METHOD_BRANCH,
     Score,
@@ -233,6 +238,14 @@ class Orchestrator:
             return self.settings.decision_threshold
         return self.bundle.threshold if self.bundle.threshold is not None else DEFAULT_THRESHOLD
 
+    @property
+    def early_exit_threshold(self) -> float:
+        if self.settings.early_exit_threshold is not None:
+            return self.settings.early_exit_threshold
+        if self.bundle.early_exit_threshold is not None:
+            return self.bundle.early_exit_threshold
+        return DEFAULT_EARLY_EXIT_THRESHOLD
+
     async def analyze(self, upload: media_pb2.UploadHeader, chunks: AsyncIterator[bytes],
                       options: AnalysisOptions) -> AsyncIterator[ProgressEvent | AnalysisOutcome]:
         """Progress events as work advances, then exactly one AnalysisOutcome."""
@@ -372,7 +385,7 @@ class _Run:
             return None
         opts = self.ingest_options
         options = {"method": self.method, "mode": self.mode, "early_exit": self.early_exit_on,
-                   "early_exit_threshold": self.settings.early_exit_threshold,
+                   "early_exit_threshold": self.o.early_exit_threshold,
                    "threshold": self.o.threshold, "num_frames": opts.num_frames,
                    "dense_window_seconds": round(opts.dense_window_seconds, 6),
                    "full_frames": opts.include_full_frames}
@@ -537,7 +550,7 @@ class _Run:
         if gate.state != "ok" or gate.result is None:
             return False
         tiny_max = gate.result.features.get("tiny_prob_max")
-        return tiny_max is not None and tiny_max < self.settings.early_exit_threshold
+        return tiny_max is not None and tiny_max < self.o.early_exit_threshold
 
     async def _temporal(self, visual_task: asyncio.Task | None) -> BranchOutcome:
         visual = await visual_task if visual_task is not None else None
@@ -648,7 +661,7 @@ class _Run:
             gate = usable["tiny_gate"]
             fused = Score(gate.features["tiny_prob_max"], "early_exit:tiny_gate", ("tiny_gate",),
                           note=f"early exit: every patch below "
-                               f"{self.settings.early_exit_threshold:g}")
+                               f"{self.o.early_exit_threshold:g}")
         else:
             fused = score(usable, bundle=self.o.bundle, mode=self.mode, method=self.method)
         verdict, confidence = decide(fused.prob_fake, threshold)

@@ -36,10 +36,10 @@ class FusionService(BaseService):
         bundle = await asyncio.to_thread(
             load_bundle, self.settings.model_repo, self.settings.fusion_version)
         orchestrator = Orchestrator(self.settings, self.upstreams, bundle, self.cache)
-        if self.settings.early_exit_threshold > orchestrator.threshold:
-            log.warning("DFMESH_EARLY_EXIT_THRESHOLD %.3f is above the decision threshold %.3f: "
+        if orchestrator.early_exit_threshold > orchestrator.threshold:
+            log.warning("the early-exit threshold %.3f is above the decision threshold %.3f: "
                         "early exits will call clips Authentic that the fusion would not",
-                        self.settings.early_exit_threshold, orchestrator.threshold)
+                        orchestrator.early_exit_threshold, orchestrator.threshold)
         self.servicer.orchestrator = orchestrator
         log.info("fusion bundle loaded", extra={
             "version": bundle.version, "sha256": bundle.sha256,

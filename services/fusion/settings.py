@@ -37,8 +37,9 @@ class FusionSettings(ServiceSettings):
     fusion_mode: str = Field("logreg", pattern="^(logreg|adaptive)$",
                              description="default when a request does not choose")
     early_exit: bool = Field(True, description="let tiny_gate end an analysis early")
-    early_exit_threshold: float = Field(0.2, ge=0, le=1,
-                                        description="early exit where tiny_prob_max is below")
+    early_exit_threshold: float | None = Field(
+        None, ge=0, le=1, description="early exit where tiny_prob_max is below; unset = the "
+        "bundle's (fitted so that at most 2% of held-out fakes exit), else 0.2")
     decision_threshold: float | None = Field(None, gt=0, lt=1,
                                              description="Deepfake where p >= this; "
                                                          "unset = the bundle's, else 0.5")
@@ -64,7 +65,8 @@ class FusionSettings(ServiceSettings):
     @model_validator(mode="after")
     def _check_thresholds(self) -> FusionSettings:
         decision = self.decision_threshold
-        if decision is not None and self.early_exit_threshold > decision:
+        early = self.early_exit_threshold
+        if decision is not None and early is not None and early > decision:
             raise ValueError("DFMESH_EARLY_EXIT_THRESHOLD must not exceed "
                              "DFMESH_DECISION_THRESHOLD")
         return self

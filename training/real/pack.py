@@ -42,7 +42,7 @@ from training.real.sources import RealRow, all_rows
 from training.runtime import RUNS_DIR
 
 log = logging.getLogger(__name__)
-PACK_VERSION = os.environ.get("DFMESH_PACK_VERSION", "v1")
+PACK_VERSION = os.environ.get("DFMESH_PACK_VERSION", "v2")
 NUM_FRAMES = 16
 """Ingest's default sample count: the frames a served clip is judged on."""
 CHUNK = 1 << 20

@@ -38,7 +38,7 @@ from training.real.fusion import (
 from training.runtime import REPO_ROOT
 
 KINDS = ("video", "image", "audio")
-BRANCHES = ("tiny_gate", "visual", "temporal", "audio", "sync")
+BRANCHES = ("tiny_gate", "visual", "temporal", "audio", "sync", "mri")
 COLS = ("n", "n_fake", "auc", "ece", "log_loss", "brier", "f1", "tpr_at_1pct_fpr")
 
 
@@ -107,7 +107,8 @@ def write_report(rows: list[dict[str, Any]], threshold: float, bundle_info: dict
         "- **branches** (visual, audio, temporal): cross-fitted over 4 source-disjoint folds "
         "(`training.real.folds`): each file is scored by the fold model trained without its "
         "source, through the service's own preprocess/postprocess (`training.real.features`). "
-        "tiny_gate and sync are the shipped models, which were never trained on `../shared/train`.",
+        "tiny_gate, sync and mri are the shipped models, which were never trained on "
+        "`../shared/train`; mri is not in the LR heads (adaptive fusion only).",
         "- **fusion**: true leave-one-source-out: for each of the "
         f"{len({source_key(r) for r in scored})} sources, every head is refitted without it and "
         "scores it; each file takes the head its branches select, as the service does. Head "
@@ -200,6 +201,12 @@ def write_report(rows: list[dict[str, Any]], threshold: float, bundle_info: dict
     for r in scored:
         heads[r["head"]] += 1
     lines += [f"- `{k}`: {v} files" for k, v in sorted(heads.items())]
+    gate = bundle_info.get("gate")
+    if gate:
+        lines += ["", f"Early exit: the gate ends an analysis where tiny_prob_max < "
+                  f"{gate['threshold']:.4f}, set so that at most 2% of fakes exit "
+                  f"({gate['fakes_exiting']:.1%} of the fakes and {gate['reals_exiting']:.1%} "
+                  f"of the reals here would; {gate['fitted_on']})."]
     lines += ["", "## Reproduce", "", "```bash", *bundle_info["commands"], "```", ""]
     out.write_text("\n".join(lines))
     return out

@@ -7,7 +7,7 @@ Each file gets, through the services' own code (training.real.features):
   (runs/real/visual/<v>/fold<k>/repo), features and per-frame embeddings;
 - audio: from the audio fold model trained without the file's source
   (runs/real/audio/fold<k>/repo, when the audio recipe left one);
-- tiny_gate and sync: the shipped models (trained only on ../shared/data reals and
+- tiny_gate, sync and mri: the shipped models (trained only on ../shared/data reals and
   pseudo-fakes, never on ../shared/train), so their scores of ../shared/train are held out.
 
 Writes runs/real/features/rows.jsonl (one row per file: label, kind, source, generator,
@@ -64,6 +64,7 @@ def score_rows(visual_version: str, audio_version: str | None,
         wanted: list[tuple[str, Any, bool]] = []
         if r.get("faces", 0) > 0:
             wanted.append(("tiny_gate", shipped_servers.get("tiny_gate"), True))
+            wanted.append(("mri", shipped_servers.get("mri"), True))
             # every fold's visual model embeds every face file (temporal is cross-fitted on
             # them); only the file's own held-out fold gives its visual features
             wanted += [("visual", fold_servers.get(("visual", f)), f == own)
@@ -100,8 +101,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--audio", default=None, help="audio recipe version (fold models)")
     parser.add_argument("--tiny-gate", default="1.1.0")
     parser.add_argument("--sync", default="1.0.0")
+    parser.add_argument("--mri", default="1.0.0")
     args = parser.parse_args(argv)
-    rows = score_rows(args.visual, args.audio, {"tiny_gate": args.tiny_gate, "sync": args.sync})
+    rows = score_rows(args.visual, args.audio, {"tiny_gate": args.tiny_gate, "sync": args.sync,
+                                                "mri": args.mri})
     print(f"{len(rows)} rows in {features_dir() / 'rows.jsonl'}")
 
 
