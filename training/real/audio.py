@@ -495,8 +495,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--export-folds", metavar="VERSION", default=None,
                         help="export each fold model to runs/real/audio/VERSION/fold<k>/repo "
                              "(what training.real.score reads for held-out audio features)")
-    parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--final-steps", type=int, default=400)
+    parser.add_argument("--steps", type=int, default=400)
+    parser.add_argument("--final-steps", type=int, default=600)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--frozen-blocks", type=int, default=FROZEN_BLOCKS)
