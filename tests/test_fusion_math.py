@@ -220,7 +220,9 @@ def test_shipped_bundle_when_present() -> None:
     expected = 1 / (1 + math.exp(-math.log(p_raw / (1 - p_raw)) / float(raw["temperature"])))
     assert shipped.full.probability(features) == pytest.approx(expected, abs=1e-9)
     for key in shipped.heads:
-        assert key == FULL_HEAD_KEY or len(key.split("+")) in (2, 3, 4)
+        assert key == FULL_HEAD_KEY or len(key.split("+")) in (1, 2, 3, 4)
+    # from 2.0.0 an audio file (the audio branch alone) gets a calibrated one-branch head
+    assert select_head(shipped.heads, ["audio"]) == "audio"
 
 
 # --- adaptive fusion (DESIGN.md) ---

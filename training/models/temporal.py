@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-TEMPORAL_ARCHS = ("bilstm", "tcn")
+TEMPORAL_ARCHS = ("bilstm", "tcn", "stats")
 
 
 class BiLSTMTemporal(nn.Module):
@@ -46,7 +46,34 @@ class TemporalCNN(nn.Module):
         return self.head(self.dropout(pooled))
 
 
+class TemporalStats(nn.Module):
+    """Four motion statistics of the embedding sequence -> one logit (5 weights).
+
+    Per-frame embeddings are layer-normalized (no learned scale); the statistics are the
+    mean and the maximum step between consecutive frames, the mean spread of each dimension
+    over time, and the mean embedding norm. With a hundred-odd labelled videos, a model
+    this small is what can be fitted without learning the training clips by heart.
+    """
+
+    def __init__(self, input_dim: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(input_dim, elementwise_affine=False)
+        self.head = nn.Linear(4, 1)
+        self.register_buffer("scale", torch.tensor(float(input_dim) ** -0.5))
+
+    def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
+        x = self.norm(embeddings) * self.scale  # the service sends at least 2 frames
+        steps = torch.linalg.vector_norm(x[:, 1:] - x[:, :-1], dim=2)
+        centred = x - x.mean(dim=1, keepdim=True)
+        stats = torch.stack([steps.mean(dim=1), steps.amax(dim=1),
+                             centred.pow(2).mean(dim=(1, 2)).sqrt(),
+                             torch.linalg.vector_norm(x.mean(dim=1), dim=1)], dim=1)
+        return self.head(stats)
+
+
 def build_temporal(arch: str, input_dim: int) -> nn.Module:
+    if arch == "stats":
+        return TemporalStats(input_dim)
     if arch == "bilstm":
         return BiLSTMTemporal(input_dim)
     if arch == "tcn":

@@ -66,7 +66,8 @@ def load_server(branch: str, repo: Path, version: str) -> Any:
     server_cls = next(v for k, v in vars(module).items()
                       if k.endswith("Server") and getattr(v, "branch", "") == branch)
     settings_cls = next(v for k, v in vars(module).items()
-                        if k.endswith("Settings") and getattr(v, "__module__", "") == module.__name__)
+                        if k.endswith("Settings")
+                        and getattr(v, "__module__", "") == module.__name__)
     server = server_cls(settings_cls(model_repo=repo, model_version=version, intra_op_threads=2))
     server.load_model()
     return server

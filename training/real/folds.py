@@ -61,7 +61,8 @@ def fold_of(record: Mapping[str, Any], folds: Mapping[str, int]) -> int:
     return folds[source_key(record)]
 
 
-def describe(records: Iterable[Mapping[str, Any]], folds: Mapping[str, int]) -> list[dict[str, Any]]:
+def describe(records: Iterable[Mapping[str, Any]], folds: Mapping[str, int]
+             ) -> list[dict[str, Any]]:
     """Per fold: sources and (kind, label) counts, for the report."""
     out: list[dict[str, Any]] = [{"fold": f, "sources": [], "counts": Counter()}
                                  for f in range(max(folds.values()) + 1)]

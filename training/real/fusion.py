@@ -61,7 +61,7 @@ def head_model(branches: Sequence[str], c: float = 0.5) -> Pipeline:
     return Pipeline([
         ("logits", FunctionTransformer(column_logits, kw_args={"columns": sorted(probs)})),
         ("scale", StandardScaler()),
-        ("lr", LogisticRegression(C=c, max_iter=5000)),
+        ("lr", LogisticRegression(C=c, max_iter=5000, class_weight="balanced")),
     ])
 
 
@@ -71,7 +71,7 @@ def full_head_over(branches: Sequence[str], c: float = 0.5) -> Pipeline:
     return Pipeline([
         ("logits", FunctionTransformer(column_logits, kw_args={"columns": sorted(probs)})),
         ("scale", StandardScaler()),
-        ("lr", LogisticRegression(C=c, max_iter=5000)),
+        ("lr", LogisticRegression(C=c, max_iter=5000, class_weight="balanced")),
     ])
 
 

@@ -46,8 +46,10 @@ def lr_at(step: int, cfg: FitConfig) -> float:
     return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
-def fit(model: nn.Module, batch_fn: Callable[[int, np.random.Generator], tuple[np.ndarray, np.ndarray]],
-        cfg: FitConfig, run_dir: Path) -> dict[str, float]:
+BatchFn = Callable[[int, np.random.Generator], tuple[np.ndarray, np.ndarray]]
+
+
+def fit(model: nn.Module, batch_fn: BatchFn, cfg: FitConfig, run_dir: Path) -> dict[str, float]:
     """Train `model` in place for cfg.steps (resuming from run_dir/checkpoint.pt); returns the
     loss history summary. The final weights are in the model and in the checkpoint."""
     torch.manual_seed(cfg.seed)

@@ -30,7 +30,8 @@ SERVED = ("tiny_gate", "visual", "audio", "temporal", "sync", "mri")
 COMMANDS = [
     "python -m training pack                                   # ingest's crops and audio",
     "python -m training.real.visual --recipe training/recipes/visual-2.0.0.json --export",
-    "python -m training.real.audio --folds && python -m training.real.audio --final --export 2.0.0",
+    "python -m training.real.audio --cache && python -m training.real.audio --folds --final "
+    "--export 2.0.0 && python -m training.real.audio --export-folds 2.0.0",
     "python -m training.real.score --visual 2.0.0 --audio 2.0.0  # held-out branch features",
     "python -m training.real.temporal --visual 2.0.0 && python -m training.real.temporal "
     "--visual 2.0.0 --final",
@@ -60,7 +61,9 @@ def gate_threshold(rows: list[dict[str, Any]], decision: float,
     with_faces = [r for r in rows if "tiny_prob_max" in r["features"]]
     fakes = np.array([r["features"]["tiny_prob_max"] for r in with_faces if r["label"] == 1])
     reals = np.array([r["features"]["tiny_prob_max"] for r in with_faces if r["label"] == 0])
-    value = float(min(np.quantile(fakes, max_fake_exits), decision)) if fakes.size else 0.0
+    # the largest value with at most that share of fakes strictly below it
+    ordered = np.sort(fakes)
+    value = float(min(ordered[int(max_fake_exits * fakes.size)], decision)) if fakes.size else 0.0
     return {"threshold": value, "fakes_exiting": float((fakes < value).mean()),
             "reals_exiting": float((reals < value).mean()) if reals.size else 0.0,
             "fitted_on": f"tiny_prob_max of {fakes.size} fakes and {reals.size} reals with "

@@ -28,8 +28,9 @@ from training.real.features import load_server, served_features
 from training.real.score import features_dir, fold_repo
 from training.runtime import MODELS_DIR, RUNS_DIR
 
-ARCH = "tcn"
-EPOCHS = 15
+ARCH = "stats"
+EPOCHS = 30
+LR = 1e-2
 MIN_FRAMES = 2
 
 
@@ -47,7 +48,7 @@ def train(seqs: list[np.ndarray], labels: np.ndarray, seed: int = 0) -> nn.Modul
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = build_temporal(ARCH, seqs[0].shape[1])
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-2)
+    opt = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=1e-3)
     pos = labels.mean()
     weights = np.where(labels == 1, 0.5 / max(pos, 1e-6), 0.5 / max(1 - pos, 1e-6))
     loss_fn = nn.BCEWithLogitsLoss(reduction="none")
@@ -147,7 +148,8 @@ def final(visual_version: str, version: str, metrics: dict[str, Any]) -> None:
         "videos": int(len(labels)), "fake": int(labels.sum()),
         "what": "every packed video of ../shared/train and ../shared/data/talking (research / "
                 "non-commercial material), as the served visual model embeds its ingest crops",
-        "schedule": f"{ARCH}, {EPOCHS} epochs, AdamW 1e-3, class-balanced, random sub-sequences"},
+        "schedule": f"{ARCH}, {EPOCHS} epochs, AdamW lr {LR:g}, class-balanced, random "
+                    "sub-sequences"},
         "metrics": metrics}
     export(model, seqs[0].shape[1], version, vserver.manifest, MODELS_DIR, info)
 

@@ -2,8 +2,8 @@
 ../shared/train plus pseudo-fakes made here, with real and fake passed through the same
 random capture and codec conditions; cross-fitted over source-disjoint folds.
 
-    python -m training.real.visual --recipe training/recipes/visual-2.0.0.json            # folds + final
-    python -m training.real.visual --recipe ... --only final --export                     # final, exported
+    python -m training.real.visual --recipe training/recipes/visual-2.0.0.json  # folds, final
+    python -m training.real.visual --recipe ... --only final --export           # final, shipped
 
 Training crops are the ones ingest sends (training.real.pack); the input tensor is made by
 dfmesh.preprocess.tensors.visual_input, and out-of-fold features by the visual service's own
