@@ -168,6 +168,8 @@ def bundle(rows: list[dict[str, Any]], temps: dict[str, float], threshold: float
     entry = {k: {"model": m, "feature_cols": head_columns(k.split("+")),
                  "temperature": temps.get(k, 1.0), "branches": k.split("+")}
              for k, m in heads.items() if k != full_key}
+    entry[full_key] = {"model": full, "feature_cols": list(FEATURE_COLS),
+                       "temperature": temps.get(full_key, 1.0), "branches": list(LR_BRANCHES)}
     return {"model": full, "feature_cols": list(FEATURE_COLS),
             "temperature": temps.get(full_key, 1.0), "heads": entry,
             "adaptive": {"temperatures": branch_temperatures(rows)},
