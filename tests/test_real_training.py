@@ -174,3 +174,32 @@ def test_bundle_with_one_branch_heads_loads_in_the_service() -> None:
     assert p_fake > 0.5 > p_real
     full = bundle.full.probability({c: 0.5 for c in FEATURE_COLS})
     assert 0.0 < full < 1.0
+
+
+@pytest.mark.slow
+def test_visual_recipe_smoke_run_exports_a_servable_model(tmp_path: Path, shared_data: Path,
+                                                          monkeypatch: pytest.MonkeyPatch,
+                                                          train_rows) -> None:
+    """pack -> pools -> two fine-tuning steps -> ONNX export -> held-out features by the
+    visual service's own code: the shipped recipe end to end, seconds long."""
+    pytest.importorskip("efficientnet_lite_pytorch")
+    from training.real import features, pack, visual
+
+    monkeypatch.setattr(pack, "pack_dir", lambda: tmp_path / "pack")
+    picks = [r for r in train_rows if r.kind == "image" and r.label == 1][:2]
+    picks += [r for r in train_rows if r.kind == "image" and r.label == 0][:2]
+    records = pack.build_pack(picks, tmp_path / "pack", workers=1)
+    records = [r for r in records if r.get("faces", 0) > 0]
+    assert {r["label"] for r in records} == {0, 1}
+    recipe = visual.load_recipe(Path(__file__).resolve().parents[1] / "training" / "recipes"
+                                / "visual-2.0.0.json") | {"batch_size": 4, "threads": 1}
+    model = visual.train_one(recipe, records, tmp_path / "run", steps=2, device="cpu")
+    assert (tmp_path / "run" / "checkpoint.pt").is_file()
+    repo = features.export_visual(model, recipe, tmp_path / "repo", {"metrics": {}})
+    out = tmp_path / "oof.jsonl"
+    features.write_oof_visual(repo, records, 0, out)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == len(records)
+    for row in rows:
+        f = row["visual"]["features"]
+        assert 0.0 <= f["visual_prob_mean"] <= 1.0 and f["visual_num_faces"] >= 1
