@@ -23,7 +23,8 @@ import librosa
 import numpy as np
 import scipy.fft
 
-from dfmesh.runtime.errors import InvalidInput
+from dfmesh.preprocess import waveform
+from dfmesh.preprocess.waveform import check_pcm
 
 SAMPLE_RATE = 16_000
 HOP_LENGTH = 256
@@ -55,19 +56,6 @@ PREPROCESSING = {
     "max_windows": MAX_WINDOWS, "short_audio": "tiled to one window",
 }
 """What the audio model's manifest says about its inputs."""
-
-
-def check_pcm(pcm: np.ndarray) -> np.ndarray:
-    """Return `pcm` as contiguous float32 1-D; raise InvalidInput when it is not mono PCM."""
-    if not isinstance(pcm, np.ndarray) or pcm.ndim != 1:
-        raise InvalidInput(f"PCM must be a 1-D numpy array, got "
-                           f"{type(pcm).__name__} {getattr(pcm, 'shape', '')}")
-    if pcm.size == 0:
-        raise InvalidInput("PCM is empty")
-    pcm = np.ascontiguousarray(pcm, dtype=np.float32)
-    if not np.all(np.isfinite(pcm)):
-        raise InvalidInput("PCM contains NaN or infinite samples")
-    return pcm
 
 
 def cqt_frequencies() -> np.ndarray:
@@ -121,19 +109,14 @@ def window_starts(n_samples: int, window: int = WINDOW_SAMPLES,
                   max_windows: int = MAX_WINDOWS) -> list[int]:
     """Start samples of the windows cut from `n_samples` of audio: one window for audio up to
     one window long, otherwise ceil(n / window) windows (at most max_windows) spread evenly
-    from the first sample to the last full window."""
-    if n_samples <= window:
-        return [0]
-    count = min(max_windows, int(np.ceil(n_samples / window)))
-    return [int(round(s)) for s in np.linspace(0, n_samples - window, count)]
+    from the first sample to the last full window (the rule the AASIST windows share)."""
+    return waveform.window_starts(n_samples, max_windows=max_windows, window=window)
 
 
 def audio_windows(pcm: np.ndarray, window: int = WINDOW_SAMPLES,
                   max_windows: int = MAX_WINDOWS) -> np.ndarray:
     """Cut PCM into fixed-length windows, [W, window] float32; short audio is tiled."""
-    pcm = check_pcm(pcm)
-    if pcm.size < window:
-        pcm = np.tile(pcm, int(np.ceil(window / pcm.size)))[:window]
+    pcm = waveform.tile_to(check_pcm(pcm), window)
     return np.stack([pcm[s:s + window] for s in window_starts(pcm.size, window, max_windows)])
 
 

@@ -22,7 +22,7 @@ import cv2
 import librosa
 import numpy as np
 
-from dfmesh.preprocess.audio import check_pcm
+from dfmesh.preprocess.waveform import check_pcm
 from dfmesh.runtime.errors import InvalidInput
 
 VIDEO_FPS = 25.0

@@ -24,6 +24,17 @@ from training.evaluation.metrics import logit, sigmoid
 from training.scoring import fit_temperature
 
 LR_BRANCHES: tuple[str, ...] = ("tiny_gate", "visual", "audio", "temporal", "sync")
+MANIFEST_IO: dict[str, list[dict]] = {
+    "inputs": [{"name": c, "shape": [1], "dtype": "float64"} for c in FEATURE_COLS],
+    "outputs": [{"name": "prob_fake", "shape": [1], "dtype": "float64"}],
+}
+"""A fusion bundle's manifest inputs and outputs (every release writes the same)."""
+FUSION_ARITHMETIC: dict[str, str] = {
+    "features": "dfmesh.preprocess.stats.FEATURE_COLS, as the branch services report them",
+    "calibration": "p_cal = sigmoid(logit(p) / T)",
+    "adaptive": "c_i = |p_i - 0.5| * 2 on temperature-scaled branch probabilities",
+}
+"""What a fusion bundle's manifest says of its arithmetic (services/fusion/fusion.py)."""
 ADAPTIVE_BRANCHES: tuple[str, ...] = (*LR_BRANCHES, "mri")
 BRANCH_SEES: dict[str, tuple[str, ...]] = {
     "tiny_gate": ("visual", "temporal", "visual_audio"),

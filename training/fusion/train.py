@@ -14,7 +14,6 @@ from pathlib import Path
 
 import joblib
 
-from dfmesh.preprocess.stats import FEATURE_COLS
 from dfmesh.runtime.model_repo import write_manifest
 from training.evaluation.metrics import binary_report
 from training.fakes.registry import DonorPool, Face
@@ -27,7 +26,9 @@ from training.fusion.dataset import (
     load_rows,
 )
 from training.fusion.fit import (
+    FUSION_ARITHMETIC,
     LR_BRANCHES,
+    MANIFEST_IO,
     adaptive_probs,
     calibrated,
     fit_bundle,
@@ -123,14 +124,8 @@ def run(args: argparse.Namespace) -> dict:
               for s, v in rows.items()}
     write_manifest(
         version_dir, name="fusion-logreg", branch="fusion", version=args.version, fmt="joblib",
-        artifact=ARTIFACT,
-        inputs=[{"name": c, "shape": [1], "dtype": "float64"} for c in FEATURE_COLS],
-        outputs=[{"name": "prob_fake", "shape": [1], "dtype": "float64"}],
-        preprocessing={
-            "features": "dfmesh.preprocess.stats.FEATURE_COLS, as the branch services report "
-                        "them", "calibration": "p_cal = sigmoid(logit(p) / T)",
-            "heads": sorted(bundle["heads"]),
-            "adaptive": "c_i = |p_i - 0.5| * 2 on temperature-scaled branch probabilities"},
+        artifact=ARTIFACT, **MANIFEST_IO,
+        preprocessing=FUSION_ARITHMETIC | {"heads": sorted(bundle["heads"])},
         training_data={
             "clips": "real segments of ../shared/data/talking clips with real audio and their "
                      "pseudo-fake versions: " + ", ".join(VERSIONS),

@@ -146,17 +146,17 @@ def clip_features(path: Path, repo: Path, versions: dict[str, str] | None = None
     entry = asyncio.run(ingest_file(path, FaceDetector(), IngestSettings()))
     inputs = branch_inputs(entry)
     features: dict[str, float] = {}
+    visual_out, visual_sha = None, ""
     for branch in ("tiny_gate", "visual", "audio", "sync", "temporal"):
         server = load_server(branch, repo, versions.get(branch, "latest"))
-        if branch == "temporal":
-            visual = load_server("visual", repo, versions.get("visual", "latest"))
-            got = served_features(visual, inputs)
-            if got is None:
+        if branch == "temporal":  # on the embeddings visual made just above
+            if visual_out is None:
                 continue
-            sha = visual.manifest.sha256
-            inputs = BranchInputs(embeddings=[EmbeddingInput(i, 0.0, v, sha)
-                                              for i, v in enumerate(got["embeddings"])])
+            inputs = BranchInputs(embeddings=[EmbeddingInput(i, 0.0, v, visual_sha)
+                                              for i, v in enumerate(visual_out["embeddings"])])
         got = served_features(server, inputs)
+        if branch == "visual":
+            visual_out, visual_sha = got, server.manifest.sha256
         if got is not None:
             features.update(got["features"])
     return features

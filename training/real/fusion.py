@@ -54,22 +54,14 @@ def head_columns(branches: Sequence[str]) -> list[str]:
     return [c for c in FEATURE_COLS if c in wanted]
 
 
-def head_model(branches: Sequence[str], c: float = 0.5) -> Pipeline:
-    """A head over head_columns(branches) that reads only their probability features."""
-    cols = head_columns(branches)
-    probs = [cols.index(f) for b in branches for f in PROB_FEATURES[b]]
+def head_model(branches: Sequence[str], c: float = 0.5,
+               cols: Sequence[str] | None = None) -> Pipeline:
+    """A head over `cols` (default head_columns(branches)) that reads only the branches'
+    probability features."""
+    cols = list(cols or head_columns(branches))
+    probs = sorted(cols.index(f) for b in branches for f in PROB_FEATURES[b])
     return Pipeline([
-        ("logits", FunctionTransformer(column_logits, kw_args={"columns": sorted(probs)})),
-        ("scale", StandardScaler()),
-        ("lr", LogisticRegression(C=c, max_iter=5000, class_weight="balanced")),
-    ])
-
-
-def full_head_over(branches: Sequence[str], c: float = 0.5) -> Pipeline:
-    """A head over all 12 FEATURE_COLS that reads only `branches`' probabilities."""
-    probs = [FEATURE_COLS.index(f) for b in branches for f in PROB_FEATURES[b]]
-    return Pipeline([
-        ("logits", FunctionTransformer(column_logits, kw_args={"columns": sorted(probs)})),
+        ("logits", FunctionTransformer(column_logits, kw_args={"columns": probs})),
         ("scale", StandardScaler()),
         ("lr", LogisticRegression(C=c, max_iter=5000, class_weight="balanced")),
     ])
@@ -150,11 +142,12 @@ def real_flag_threshold(held_out: list[dict[str, Any]],
 
 
 def bundle(rows: list[dict[str, Any]], temps: dict[str, float], threshold: float,
-           scored_with: dict[str, str]) -> dict[str, Any]:
+           scored_with: dict[str, str], heads: dict[str, Pipeline] | None = None
+           ) -> dict[str, Any]:
     """The bundle the fusion service loads: the full head at the top level (FEATURE_COLS),
-    every fitted subset head under `heads`, temperatures from held-out predictions."""
-    subsets = subsets_present(rows)
-    heads = fit_heads(rows, subsets)
+    every fitted subset head under `heads` (fitted on `rows` unless given), temperatures
+    from held-out predictions."""
+    heads = dict(heads or fit_heads(rows, subsets_present(rows)))
     full_key = key_of(LR_BRANCHES)
     full = heads.get(full_key)
     if full is None:
@@ -162,7 +155,7 @@ def bundle(rows: list[dict[str, Any]], temps: dict[str, float], threshold: float
         # widest fitted head stands in, refitted over all 12 columns, reading only its own.
         widest = max(heads, key=lambda k: (len(k.split("+")), k))
         have = [r for r in rows if set(widest.split("+")) <= set(row_branches(r))]
-        full = full_head_over(widest.split("+")).fit(
+        full = head_model(widest.split("+"), cols=FEATURE_COLS).fit(
             matrix(have, FEATURE_COLS), np.array([r["label"] for r in have]))
         temps = temps | {full_key: temps.get(widest, 1.0)}
     entry = {k: {"model": m, "feature_cols": head_columns(k.split("+")),

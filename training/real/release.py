@@ -17,9 +17,11 @@ from collections import Counter
 from typing import Any
 
 import joblib
+import numpy as np
 
-from dfmesh.preprocess.stats import FEATURE_COLS
 from dfmesh.runtime.model_repo import load_verified, write_manifest
+from training.evaluation.metrics import binary_report
+from training.fusion.fit import FUSION_ARITHMETIC, MANIFEST_IO
 from training.real import fusion, report
 from training.real.score import features_dir
 from training.runtime import MODELS_DIR
@@ -56,8 +58,6 @@ def gate_threshold(rows: list[dict[str, Any]], decision: float,
     """The tiny_prob_max below which the gate ends an analysis: the largest value at which at
     most `max_fake_exits` of the fakes with faces would exit (never above the decision
     threshold), and what it costs and saves on these rows."""
-    import numpy as np
-
     with_faces = [r for r in rows if "tiny_prob_max" in r["features"]]
     fakes = np.array([r["features"]["tiny_prob_max"] for r in with_faces if r["label"] == 1])
     reals = np.array([r["features"]["tiny_prob_max"] for r in with_faces if r["label"] == 0])
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
     dev = [r for r in dev if "head" in r]
     fusion.calibrate_rows(dev, temps)
     scored_with = served_models()
-    bundle = fusion.bundle(train_rows, temps, threshold, scored_with)
+    bundle = fusion.bundle(train_rows, temps, threshold, scored_with, heads_all)
     gate = gate_threshold(train_rows, threshold)
     bundle["early_exit_threshold"] = gate["threshold"]
     version_dir = MODELS_DIR / "fusion" / args.version
@@ -104,8 +104,6 @@ def main(argv: list[str] | None = None) -> None:
             "gate": gate, "commands": COMMANDS}
     (version_dir / "heldout_meta.json").write_text(json.dumps(meta, indent=1))
     summary: dict[str, Any] = {}
-    from training.evaluation.metrics import binary_report
-
     for kind in ("video", "image", "audio"):
         mine = [r for r in held if r["kind"] == kind]
         if mine:
@@ -113,15 +111,11 @@ def main(argv: list[str] | None = None) -> None:
                                           threshold=threshold)
     write_manifest(
         version_dir, name="fusion-logreg", branch="fusion", version=args.version, fmt="joblib",
-        artifact=ARTIFACT,
-        inputs=[{"name": c, "shape": [1], "dtype": "float64"} for c in FEATURE_COLS],
-        outputs=[{"name": "prob_fake", "shape": [1], "dtype": "float64"}],
-        preprocessing={
-            "features": "dfmesh.preprocess.stats.FEATURE_COLS, as the branch services report "
-                        "them", "head_input": "dfmesh.preprocess.stats.column_logits of the "
-                        "head's probability features (counts are not read)",
-            "calibration": "p_cal = sigmoid(logit(p) / T)", "heads": sorted(bundle["heads"]),
-            "adaptive": "c_i = |p_i - 0.5| * 2 on temperature-scaled branch probabilities"},
+        artifact=ARTIFACT, **MANIFEST_IO,
+        preprocessing=FUSION_ARITHMETIC | {
+            "head_input": "dfmesh.preprocess.stats.column_logits of the head's probability "
+                          "features (counts are not read)",
+            "heads": sorted(bundle["heads"])},
         training_data={
             "rows": "every labelled file of ../shared/train and the reals of ../shared/data "
                     "(research / non-commercial material), scored out of fold by source "

@@ -47,7 +47,8 @@ def score_rows(visual_version: str, audio_version: str | None,
     num_folds = max(folds.values()) + 1
     rows = {r["entry"]: {k: r[k] for k in ("path", "kind", "label", "source", "group",
                                            "generator", "collection")}
-            | {"fold": fold_of(r, folds), "features": {}, "prob_fake": {}} for r in index}
+            | {"entry": r["entry"], "fold": fold_of(r, folds), "features": {}, "prob_fake": {}}
+            for r in index}
     fold_servers = {}
     for branch, version in (("visual", visual_version), ("audio", audio_version)):
         for f in range(num_folds):
@@ -61,33 +62,33 @@ def score_rows(visual_version: str, audio_version: str | None,
         own = row["fold"] if row["fold"] >= 0 else 0  # dev: never trained on; fold 0 scores it
         entry = load_entry(r)
         inputs = branch_inputs(entry)
-        wanted: list[tuple[str, Any, bool]] = []
+        # (branch, server, fold of a fold model or None, whether the row keeps its features)
+        wanted: list[tuple[str, Any, int | None, bool]] = []
         if r.get("faces", 0) > 0:
-            wanted.append(("tiny_gate", shipped_servers.get("tiny_gate"), True))
-            wanted.append(("mri", shipped_servers.get("mri"), True))
+            wanted.append(("tiny_gate", shipped_servers.get("tiny_gate"), None, True))
+            wanted.append(("mri", shipped_servers.get("mri"), None, True))
             # every fold's visual model embeds every face file (temporal is cross-fitted on
             # them); only the file's own held-out fold gives its visual features
-            wanted += [("visual", fold_servers.get(("visual", f)), f == own)
+            wanted += [("visual", fold_servers.get(("visual", f)), f, f == own)
                        for f in range(num_folds)]
         if entry["pcm"].size:
-            wanted.append(("audio", fold_servers.get(("audio", own)), True))
+            wanted.append(("audio", fold_servers.get(("audio", own)), own, True))
             if "dense_found" in entry and entry["dense_found"].any():
-                wanted.append(("sync", shipped_servers.get("sync"), True))
-        for branch, srv, keep in wanted:
+                wanted.append(("sync", shipped_servers.get("sync"), None, True))
+        for branch, srv, fold, keep in wanted:
             if srv is None:
                 continue
             got = served_features(srv, inputs)
             if got is None:
                 continue
-            if branch == "visual" and got["embeddings"]:
-                fold = int(srv.settings.model_repo.parent.name.removeprefix("fold"))
+            if branch == "visual" and fold is not None and got["embeddings"]:
                 embeddings[fold][r["entry"]] = np.stack(got["embeddings"]).astype(np.float32)
             if keep:
                 row["features"].update(got["features"])
                 row["prob_fake"][branch] = got["prob_fake"]
     out = features_dir()
     out.mkdir(parents=True, exist_ok=True)
-    ordered = [rows[r["entry"]] | {"entry": r["entry"]} for r in index]
+    ordered = [rows[r["entry"]] for r in index]
     (out / "rows.jsonl").write_text("".join(json.dumps(x) + "\n" for x in ordered))
     for f, emb in embeddings.items():
         np.savez(out / f"embeddings_fold{f}.npz", **emb)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,38 +60,36 @@ def train_group(row: dict[str, str]) -> str:
     return f"{row['repo']}|{row['identity_or_source']}"
 
 
-def read_train_manifest(root: Path) -> list[RealRow]:
-    """Rows of ../shared/train/MANIFEST.csv that exist on disk."""
-    rows = []
+def manifest_files(root: Path) -> Iterator[tuple[dict[str, str], Path, int]]:
+    """(row, path, label) of every MANIFEST.csv row under `root` whose file exists;
+    label 1 = fake."""
     with open(root / "MANIFEST.csv", newline="") as f:
         for row in csv.DictReader(f):
             path = root / row["local_path"]
-            if not path.is_file():
-                continue
-            label = 1 if row["label"].strip().lower() == "fake" else 0
-            rows.append(RealRow(path, row["kind"] or kind_of(path), label, row["repo"],
-                                train_group(row), row["generator"] if label else "", "train"))
-    return rows
+            if path.is_file():
+                yield row, path, int(row["label"].strip().lower() == "fake")
+
+
+def read_train_manifest(root: Path) -> list[RealRow]:
+    """Rows of ../shared/train/MANIFEST.csv that exist on disk."""
+    return [RealRow(path, row["kind"] or kind_of(path), label, row["repo"], train_group(row),
+                    row["generator"] if label else "", "train")
+            for row, path, label in manifest_files(root)]
 
 
 def read_data_manifest(root: Path) -> list[RealRow]:
     """Rows of ../shared/data/MANIFEST.csv: reals of faces/, talking/, speech/, and dev/ (kept
     apart as the sanity line, never trained on)."""
     rows = []
-    with open(root / "MANIFEST.csv", newline="") as f:
-        for row in csv.DictReader(f):
-            path = root / row["local_path"]
-            if not path.is_file():
-                continue
-            try:
-                kind = kind_of(path)
-            except ValueError:
-                continue
-            label = 1 if row["label"].strip().lower() == "fake" else 0
-            collection = "dev" if row["category"] == "dev" else "data"
-            rows.append(RealRow(path, kind, label, f"data:{row['repo']}",
-                                f"data:{row['repo']}|{path.stem.split('__')[0]}",
-                                "dfdc" if label else "", collection))
+    for row, path, label in manifest_files(root):
+        try:
+            kind = kind_of(path)
+        except ValueError:
+            continue
+        collection = "dev" if row["category"] == "dev" else "data"
+        rows.append(RealRow(path, kind, label, f"data:{row['repo']}",
+                            f"data:{row['repo']}|{path.stem.split('__')[0]}",
+                            "dfdc" if label else "", collection))
     return rows
 
 

@@ -133,8 +133,9 @@ def load_recipe(path: Path) -> dict[str, Any]:
     return recipe
 
 
-def visual_records() -> list[dict[str, Any]]:
-    records = [r for r in read_index() if r["kind"] in ("image", "video") and not r.get("error")
+def visual_records(index: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The packed images and videos with at least one face."""
+    records = [r for r in index if r["kind"] in ("image", "video") and not r.get("error")
                and r.get("faces", 0) > 0]
     if not records:
         raise SystemExit("no packed image/video files: run `python -m training pack` first")
@@ -154,6 +155,34 @@ def train_one(recipe: dict[str, Any], records: list[dict[str, Any]], run_dir: Pa
     return model.cpu().eval()
 
 
+def write_fold_metrics(base: Path, num_folds: int) -> dict[str, Any]:
+    """Held-out AUC of the fold models' scores (base/fold<k>/oof.jsonl), per kind and per
+    fold, into base/metrics.json: the numbers the exported manifest carries."""
+    from sklearn.metrics import roc_auc_score
+
+    rows = [json.loads(line) for f in range(num_folds)
+            for line in (base / f"fold{f}" / "oof.jsonl").read_text().splitlines()]
+    rows = [r for r in rows if r["visual"] and r["collection"] != "dev"]
+
+    def auc(mine: list[dict[str, Any]]) -> dict[str, Any]:
+        y = [r["label"] for r in mine]
+        score = (round(float(roc_auc_score(y, [r["visual"]["prob_fake"] for r in mine])), 3)
+                 if len(set(y)) == 2 else None)
+        return {"n": len(y), "n_fake": int(sum(y)), "auc": score}
+
+    metrics = {"held_out_by_source": {
+        "what": f"each file scored by the fold model trained without its source ({num_folds} "
+                "source-disjoint folds; training.real.visual), through the visual service's "
+                "code",
+        **{kind: auc([r for r in rows if r["kind"] == kind]) for kind in ("image", "video")},
+        "all": auc(rows),
+        "per_fold_image_auc": [auc([r for r in rows if r["kind"] == "image"
+                                    and r["fold"] == f])["auc"] for f in range(num_folds)]},
+        "report": "docs/EVALUATION.md"}
+    (base / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    return metrics
+
+
 def run_dir_for(recipe: dict[str, Any]) -> Path:
     return RUNS_DIR / "real" / "visual" / recipe["version"]
 
@@ -170,8 +199,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     recipe = load_recipe(args.recipe)
-    records = visual_records()
-    folds = assign_folds(read_index())
+    index = read_index()
+    records = visual_records(index)
+    folds = assign_folds(index)
     base = run_dir_for(recipe)
     from training.real import features
 
@@ -181,12 +211,13 @@ def main(argv: list[str] | None = None) -> None:
             if done.is_file():
                 continue
             train = [r for r in records if fold_of(r, folds) not in (f, -1)]
-            held = [r for r in read_index() if fold_of(r, folds) == f and not r.get("error")]
+            held = [r for r in index if fold_of(r, folds) == f and not r.get("error")]
             steps = max(2, int(recipe["fold_steps"] * args.steps_scale))
             model = train_one(recipe, train, base / f"fold{f}", steps, args.device)
             repo = features.export_visual(model, recipe, base / f"fold{f}" / "repo",
                                           {"fold": f, "trained_without": "this fold's sources"})
             features.write_oof_visual(repo, held, f, done)
+        write_fold_metrics(base, max(folds.values()) + 1)
     if args.only in (None, "final"):
         train = [r for r in records if r["collection"] != "dev"]
         steps = max(2, int(recipe["final_steps"] * args.steps_scale))
