@@ -105,14 +105,39 @@ def test_fit_resumes_from_its_checkpoint(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "b" / "fit.json").read_text())["steps"] == 6
 
 
-def test_capture_conditions_treat_both_classes_alike() -> None:
+def test_capture_conditions_keep_shape_and_code_every_sample() -> None:
     from training.real.visual import capture_conditions
 
     rng = np.random.default_rng(0)
-    crop = rng.integers(0, 255, (FACE_CROP_SIZE, FACE_CROP_SIZE, 3), dtype=np.uint8)
-    for kind in ("image", "video"):
-        out = capture_conditions(crop, kind, rng)
-        assert out.shape == crop.shape and out.dtype == np.uint8 and out.flags.c_contiguous
+    crops = [rng.integers(0, 255, (FACE_CROP_SIZE, FACE_CROP_SIZE, 3), dtype=np.uint8)
+             for _ in range(6)]
+    kinds = ["image", "video"] * 3
+    for chain in ({"h264": 1.0, "jpeg": 0.0}, {"h264": 0.0, "jpeg": 1.0},
+                  {"h264": 0.5, "jpeg": 0.5}):
+        out = capture_conditions(crops, kinds, rng, chain)
+        assert len(out) == len(crops)
+        for before, after in zip(crops, out, strict=True):
+            assert after.shape == before.shape and after.dtype == np.uint8
+            assert after.flags.c_contiguous and not np.array_equal(after, before)
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    return float(10 * np.log10(255.0**2 / np.mean((a.astype(float) - b) ** 2)))
+
+
+def test_h264_roundtrip_loses_more_at_higher_crf() -> None:
+    from training.fakes.codec import h264_roundtrip
+
+    yy, xx = np.mgrid[0:96, 0:128]
+    base = np.stack([xx * 2, yy * 2, (xx + yy)], -1).clip(0, 255).astype(np.uint8)
+    frames = np.stack([np.roll(base, 3 * k, axis=1) for k in range(4)])
+    frames[:, 40:60, 50:80] = 255 - frames[:, 40:60, 50:80]
+    fine, coarse = h264_roundtrip(frames, 16), h264_roundtrip(frames, 44, "ultrafast",
+                                                              intra_only=False)
+    assert fine.shape == coarse.shape == frames.shape
+    assert _psnr(fine, frames) > 30 and _psnr(fine, frames) > _psnr(coarse, frames) + 4 > 19
+    with pytest.raises(ValueError, match="even"):
+        h264_roundtrip(frames[:, :95], 23)
 
 
 def test_column_logits_reads_only_probabilities() -> None:

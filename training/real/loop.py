@@ -6,7 +6,8 @@ a warm-up and cosine decay, checkpoints every few minutes and resume, a progress
 `batch_fn(step, rng)` returns (inputs, targets) as numpy arrays; the model returns logits
 (or a tuple whose first element is the logit); the loss is binary cross-entropy. The
 sampler's generator is seeded from (seed, step), so a resumed run draws the same batches it
-would have drawn without the interruption.
+would have drawn without the interruption, and the next batch is drawn in a thread while the
+model trains on this one (the samplers spend their time in OpenCV and ffmpeg, outside the GIL).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import json
 import math
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -74,25 +76,33 @@ def fit(model: nn.Module, batch_fn: BatchFn, cfg: FitConfig, run_dir: Path) -> d
         ckpt.with_suffix(".tmp").replace(ckpt)
 
     model.train()
+
+    def draw(step: int) -> tuple[np.ndarray, np.ndarray]:
+        return batch_fn(step, np.random.default_rng([cfg.seed, step]))
+
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc=run_dir.name)
-    for step in bar:
-        rng = np.random.default_rng([cfg.seed, step])
-        x, y = batch_fn(step, rng)
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, cfg)
-        out = model(torch.from_numpy(x).to(device))
-        logit = (out[0] if isinstance(out, tuple) else out).reshape(-1)
-        target = torch.from_numpy(y.astype(np.float32)).to(device)
-        target = target * (1 - cfg.label_smoothing) + 0.5 * cfg.label_smoothing
-        loss = loss_fn(logit, target)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        losses.append(float(loss.item()))
-        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
-        if time.monotonic() - last_save > cfg.checkpoint_seconds:
-            save(step + 1)
-            last_save = time.monotonic()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="batches") as ahead:
+        pending = ahead.submit(draw, start) if start < cfg.steps else None
+        for step in bar:
+            assert pending is not None
+            x, y = pending.result()
+            if step + 1 < cfg.steps:
+                pending = ahead.submit(draw, step + 1)
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step, cfg)
+            out = model(torch.from_numpy(x).to(device))
+            logit = (out[0] if isinstance(out, tuple) else out).reshape(-1)
+            target = torch.from_numpy(y.astype(np.float32)).to(device)
+            target = target * (1 - cfg.label_smoothing) + 0.5 * cfg.label_smoothing
+            loss = loss_fn(logit, target)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.item()))
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+            if time.monotonic() - last_save > cfg.checkpoint_seconds:
+                save(step + 1)
+                last_save = time.monotonic()
     save(cfg.steps)
     model.eval()
     summary = {"steps": cfg.steps, "final_loss_mean20": float(np.mean(losses[-20:]))}

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from dfmesh.preprocess.tensors import visual_input
+from training.fakes.codec import H264_PRESETS, h264_roundtrip
 from training.fakes.image import colour_jitter, jpeg
 from training.fakes.registry import MANIPULATIONS, DonorPool, Face, choose
 from training.real.folds import assign_folds, fold_of
@@ -69,25 +70,49 @@ def build_pools(records: list[dict[str, Any]], max_per_file: int = 16) -> tuple[
     return reals, fakes
 
 
-def capture_conditions(img: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
-    """The same random capture and codec chain for every sample, real or fake: photos are
-    brought to small face sizes (the train images' fakes are small tiles, their reals large
-    photos), then blur, JPEG at a random quality, flips and colour."""
+def rescale(img: np.ndarray, side: int, rng: np.random.Generator) -> np.ndarray:
+    """`img` brought to `side` pixels and back, by a random interpolation (a face captured
+    at that size)."""
     size = img.shape[0]
-    if kind == "image" or rng.random() < 0.4:
-        side = int(rng.integers(64, 201 if kind == "image" else 257))
-        interp = [cv2.INTER_AREA, cv2.INTER_LINEAR, cv2.INTER_CUBIC]
-        small = cv2.resize(img, (side, side), interpolation=cv2.INTER_AREA)
-        img = cv2.resize(small, (size, size), interpolation=interp[int(rng.integers(3))])
-    if rng.random() < 0.2:
-        img = cv2.GaussianBlur(img, (0, 0), float(rng.uniform(0.4, 1.2)))
-    if rng.random() < 0.75:
-        img = jpeg(img, int(rng.integers(35, 96)))
-    if rng.random() < 0.5:
-        img = img[:, ::-1]
-    if rng.random() < 0.3:
-        img = colour_jitter(np.ascontiguousarray(img), rng)
-    return np.ascontiguousarray(img)
+    interp = [cv2.INTER_AREA, cv2.INTER_LINEAR, cv2.INTER_CUBIC]
+    small = cv2.resize(img, (side, side), interpolation=cv2.INTER_AREA)
+    return cv2.resize(small, (size, size), interpolation=interp[int(rng.integers(3))])
+
+
+def capture_conditions(crops: list[np.ndarray], kinds: list[str], rng: np.random.Generator,
+                       chain: dict[str, Any] | None = None) -> list[np.ndarray]:
+    """The same random capture and codec chain for every sample of a batch, real or fake.
+    Photos are brought to small face sizes (the train images' fakes are small tiles, their
+    reals large photos), some video crops too; then blur and colour; then a codec: H.264
+    (libx264 4:2:0, CRF 18-40, the batch's H.264 samples coded together at one face size),
+    JPEG at quality 35-95, or none; then flips. `chain` holds the codec shares."""
+    chain = chain or {"h264": 0.0, "jpeg": 0.75}
+    p_h264, p_jpeg = float(chain["h264"]), float(chain["jpeg"])
+    size = crops[0].shape[0]
+    codecs = rng.choice(3, size=len(crops), p=[1.0 - p_h264 - p_jpeg, p_jpeg, p_h264])
+    out = []
+    for img, kind, codec in zip(crops, kinds, codecs, strict=True):
+        if codec != 2 and (kind == "image" or rng.random() < 0.4):
+            img = rescale(img, int(rng.integers(64, 201 if kind == "image" else 257)), rng)
+        if rng.random() < 0.2:
+            img = cv2.GaussianBlur(img, (0, 0), float(rng.uniform(0.4, 1.2)))
+        if rng.random() < 0.3:
+            img = colour_jitter(np.ascontiguousarray(img), rng)
+        if codec == 1:
+            img = jpeg(img, int(rng.integers(35, 96)))
+        out.append(np.ascontiguousarray(img))
+    coded = [i for i, c in enumerate(codecs) if c == 2]
+    if coded:
+        side = 2 * int(rng.integers(40, 129))
+        stack = np.stack([cv2.resize(out[i], (side, side), interpolation=cv2.INTER_AREA)
+                          for i in coded])
+        back = h264_roundtrip(stack, int(rng.integers(18, 41)),
+                              H264_PRESETS[int(rng.integers(len(H264_PRESETS)))])
+        interp = [cv2.INTER_LINEAR, cv2.INTER_CUBIC]
+        for k, i in enumerate(coded):
+            out[i] = cv2.resize(back[k], (size, size),
+                                interpolation=interp[int(rng.integers(2))])
+    return [np.ascontiguousarray(img[:, ::-1]) if rng.random() < 0.5 else img for img in out]
 
 
 class Sampler:
@@ -102,12 +127,14 @@ class Sampler:
         self.size = int(recipe["input_size"])
         self.real_fake_share = float(recipe["real_fake_share"]) if fakes.faces else 0.0
         self.pseudo = {k: float(v) for k, v in recipe["pseudo_fakes"].items()}
+        self.chain = recipe.get("codecs")
 
     def __call__(self, step: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        crops, labels = [], []
+        crops, kinds, labels = [], [], []
         n_real = self.batch // 2
         for i in rng.choice(len(self.reals.faces), n_real, p=self.p_real):
-            crops.append(capture_conditions(self.reals.faces[i].crop, self.reals.kinds[i], rng))
+            crops.append(self.reals.faces[i].crop)
+            kinds.append(self.reals.kinds[i])
             labels.append(0)
         for _ in range(self.batch - n_real):
             if self.p_fake is not None and rng.random() < self.real_fake_share:
@@ -118,8 +145,10 @@ class Sampler:
                 face = self.reals.faces[j]
                 crop = MANIPULATIONS[choose(self.pseudo, rng)](face, rng, self.donors).crop
                 kind = self.reals.kinds[j]
-            crops.append(capture_conditions(crop, kind, rng))
+            crops.append(crop)
+            kinds.append(kind)
             labels.append(1)
+        crops = capture_conditions(crops, kinds, rng, self.chain)
         return visual_input(crops, self.size), np.asarray(labels, np.float32)
 
 
