@@ -49,8 +49,11 @@ def griffin_lim_mel(pcm: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     n_fft, hop = 1024, 256
     mel = librosa.feature.melspectrogram(y=pcm, sr=SR, n_fft=n_fft, hop_length=hop, n_mels=80,
                                          fmax=int(rng.choice([7600, 8000])))
-    y = librosa.feature.inverse.mel_to_audio(mel, sr=SR, n_fft=n_fft, hop_length=hop, n_iter=32,
-                                             fmax=8000)
+    stft = librosa.feature.inverse.mel_to_stft(mel, sr=SR, n_fft=n_fft, fmax=8000)
+    # Griffin-Lim's random initial phase comes from `rng`, so a recipe draws the same audio
+    # whatever else used numpy's global generator before it.
+    y = librosa.griffinlim(stft, n_iter=32, hop_length=hop, n_fft=n_fft,
+                           random_state=np.random.default_rng(int(rng.integers(2**31))))
     return _match_rms(_fit_length(y, pcm.size), pcm)
 
 

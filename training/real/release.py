@@ -29,17 +29,22 @@ from training.runtime import MODELS_DIR
 ARTIFACT = "fusion.joblib"
 MAX_FAKE_EXITS = 0.02
 SERVED = ("tiny_gate", "visual", "audio", "temporal", "sync", "mri")
-COMMANDS = [
-    "python -m training pack                                   # ingest's crops and audio",
-    "python -m training.real.visual --recipe training/recipes/visual-2.0.0.json --export",
-    "python -m training.real.audio --cache && python -m training.real.audio --folds --final "
-    "--export 2.0.0 && python -m training.real.audio --export-folds 2.0.0",
-    "python -m training.real.score --visual 2.0.0 --audio 2.0.0  # held-out branch features",
-    "python -m training.real.temporal --visual 2.0.0 && python -m training.real.temporal "
-    "--visual 2.0.0 --final",
-    "python -m training.real.release --version 2.0.0           # fusion, LOSO, this report",
-    "python -m training evaluate                               # the report alone",
-]
+
+
+def commands(versions: dict[str, str], fusion_version: str) -> list[str]:
+    """The commands that rebuild this release from ../shared, by the served versions."""
+    v, a, t = (versions.get(b, "?") for b in ("visual", "audio", "temporal"))
+    return [
+        "python -m training pack                                   # ingest's crops and audio",
+        f"python -m training.real.visual --recipe training/recipes/visual-{v}.json --export",
+        f"python -m training.real.audio --cache && python -m training.real.audio --folds "
+        f"--final --export {a} && python -m training.real.audio --export-folds {a}",
+        f"python -m training.real.score --visual {v} --audio {a}  # held-out branch features",
+        f"python -m training.real.temporal --visual {v} --version {t} && "
+        f"python -m training.real.temporal --visual {v} --version {t} --final",
+        f"python -m training.real.release --version {fusion_version}  # fusion, LOSO, report",
+        "python -m training evaluate                               # the report alone",
+    ]
 
 
 def served_models() -> dict[str, str]:
@@ -101,7 +106,8 @@ def main(argv: list[str] | None = None) -> None:
     (version_dir / "heldout_rows.jsonl").write_text(
         "".join(json.dumps({k: v for k, v in r.items() if k != "entry"}) + "\n" for r in heldout))
     meta = {"version": args.version, "threshold": threshold, "temperatures": temps,
-            "gate": gate, "commands": COMMANDS}
+            "gate": gate, "commands": commands(
+                {b: name.split(":")[1] for b, name in scored_with.items()}, args.version)}
     (version_dir / "heldout_meta.json").write_text(json.dumps(meta, indent=1))
     summary: dict[str, Any] = {}
     for kind in ("video", "image", "audio"):
