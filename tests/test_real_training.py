@@ -228,3 +228,20 @@ def test_visual_recipe_smoke_run_exports_a_servable_model(tmp_path: Path, shared
     for row in rows:
         f = row["visual"]["features"]
         assert 0.0 <= f["visual_prob_mean"] <= 1.0 and f["visual_num_faces"] >= 1
+
+
+def test_score_reuses_only_the_unchanged_branches(tmp_path: Path) -> None:
+    from training.real.score import reused_branches
+
+    row = {"entry": "e1", "features": {"visual_prob_mean": 0.9, "visual_num_faces": 3.0,
+                                       "tiny_prob_max": 0.2, "audio_prob_fake": 0.7,
+                                       "sync_prob": 0.4, "mri_prob_mean": 0.5,
+                                       "temporal_prob_fake": 0.6},
+           "prob_fake": {"visual": 0.9, "tiny_gate": 0.2, "audio": 0.7, "sync": 0.6,
+                         "mri": 0.5, "temporal": 0.6}}
+    path = tmp_path / "rows.jsonl"
+    path.write_text(json.dumps(row) + "\n")
+    got = reused_branches(path)["e1"]
+    assert got["features"] == {"tiny_prob_max": 0.2, "audio_prob_fake": 0.7, "sync_prob": 0.4,
+                               "mri_prob_mean": 0.5}
+    assert set(got["prob_fake"]) == {"tiny_gate", "audio", "sync", "mri"}

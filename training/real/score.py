@@ -1,6 +1,7 @@
 """Out-of-fold branch features for every packed file: the rows fusion is fitted and judged on.
 
     python -m training.real.score --visual 2.0.0 [--audio 2.0.0]
+    python -m training.real.score --visual 2.1.0 --reuse runs/real/features-2.0.0/rows.jsonl
 
 Each file gets, through the services' own code (training.real.features):
 - visual: from the fold model trained without the file's source
@@ -25,6 +26,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from dfmesh.preprocess.stats import BRANCH_FEATURES
 from training.real.features import branch_inputs, load_server, served_features
 from training.real.folds import assign_folds, fold_of
 from training.real.pack import load_entry, read_index
@@ -39,9 +41,26 @@ def fold_repo(branch: str, version: str, fold: int) -> Path:
     return RUNS_DIR / "real" / branch / version / f"fold{fold}" / "repo"
 
 
-def score_rows(visual_version: str, audio_version: str | None,
-               shipped: dict[str, str]) -> list[dict[str, Any]]:
-    """One row per packed file (dev included, marked by its collection)."""
+REUSABLE = ("tiny_gate", "mri", "audio", "sync")
+
+
+def reused_branches(path: Path) -> dict[str, dict[str, Any]]:
+    """entry -> {"features", "prob_fake"} of the REUSABLE branches in an earlier rows file."""
+    out = {}
+    for line in path.read_text().splitlines():
+        row = json.loads(line)
+        out[row["entry"]] = {
+            "features": {c: v for c, v in row["features"].items()
+                         if any(c in BRANCH_FEATURES[b] for b in REUSABLE)},
+            "prob_fake": {b: v for b, v in row["prob_fake"].items() if b in REUSABLE}}
+    return out
+
+
+def score_rows(visual_version: str, audio_version: str | None, shipped: dict[str, str],
+               reuse: Path | None = None) -> list[dict[str, Any]]:
+    """One row per packed file (dev included, marked by its collection). With `reuse`, the
+    tiny_gate, mri, audio and sync features of every file that file scored are taken from it
+    (a rows file made with the same versions of those branches) instead of recomputed."""
     index = [r for r in read_index() if not r.get("error")]
     folds = assign_folds(index)
     num_folds = max(folds.values()) + 1
@@ -57,8 +76,13 @@ def score_rows(visual_version: str, audio_version: str | None,
                 fold_servers[(branch, f)] = load_server(branch, repo, "latest")
     shipped_servers = {b: load_server(b, MODELS_DIR, v) for b, v in shipped.items()}
     embeddings: dict[int, dict[str, np.ndarray]] = {f: {} for f in range(num_folds)}
+    earlier = reused_branches(reuse) if reuse else {}
     for r in tqdm(index, desc="score", unit="file"):
         row = rows[r["entry"]]
+        done = earlier.get(r["entry"])
+        if done:
+            row["features"].update(done["features"])
+            row["prob_fake"].update(done["prob_fake"])
         own = row["fold"] if row["fold"] >= 0 else 0  # dev: never trained on; fold 0 scores it
         entry = load_entry(r)
         inputs = branch_inputs(entry)
@@ -76,7 +100,7 @@ def score_rows(visual_version: str, audio_version: str | None,
             if "dense_found" in entry and entry["dense_found"].any():
                 wanted.append(("sync", shipped_servers.get("sync"), None, True))
         for branch, srv, fold, keep in wanted:
-            if srv is None:
+            if srv is None or (done and branch in REUSABLE):
                 continue
             got = served_features(srv, inputs)
             if got is None:
@@ -103,9 +127,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tiny-gate", default="1.1.0")
     parser.add_argument("--sync", default="1.0.0")
     parser.add_argument("--mri", default="1.0.0")
+    parser.add_argument("--reuse", type=Path, default=None,
+                        help="an earlier rows.jsonl made with the same tiny_gate, mri, audio "
+                             "and sync versions: their features are copied, not recomputed")
     args = parser.parse_args(argv)
     rows = score_rows(args.visual, args.audio, {"tiny_gate": args.tiny_gate, "sync": args.sync,
-                                                "mri": args.mri})
+                                                "mri": args.mri}, args.reuse)
     print(f"{len(rows)} rows in {features_dir() / 'rows.jsonl'}")
 
 
