@@ -201,6 +201,29 @@ def test_bundle_with_one_branch_heads_loads_in_the_service() -> None:
     assert 0.0 < full < 1.0
 
 
+def test_heads_stay_inside_one_modality_and_clips_take_the_face_head() -> None:
+    rows = _rows(80)
+    for i, r in enumerate(rows):  # every fourth face row is a clip with audio, temporal, sync
+        if r["kind"] == "image" and i % 4 == 1:
+            r["features"] |= {"audio_prob_fake": 0.5, "temporal_prob_fake": 0.5,
+                              "sync_prob": 0.5}
+    subsets = fusion.subsets_present(rows)
+    assert set(subsets) == {("tiny_gate",), ("visual",), ("audio",), ("tiny_gate", "visual")}
+    heads = fusion.fit_heads(rows, subsets)
+    bundle = bundle_from_dict(fusion.bundle(rows, fusion.temperatures(
+        fusion.leave_one_source_out(rows)), 0.6, {}, heads))
+    face = bundle.heads["tiny_gate+visual"]
+    # a clip with every branch: the full head is the face head's stand-in (reads the same)
+    chosen = bundle.heads[select_head(bundle.heads, list(fusion.LR_BRANCHES))]
+    rng = np.random.default_rng(1)
+    for _ in range(5):
+        x = {c: float(rng.uniform(0.05, 0.95)) for c in FEATURE_COLS}
+        assert chosen.probability(x) == pytest.approx(face.probability(x), abs=1e-9)
+        # the face head reads only the mean probabilities
+        assert face.probability(x) == pytest.approx(face.probability(
+            x | {"visual_prob_max": 0.99, "tiny_prob_p90": 0.01, "audio_prob_fake": 0.9}))
+
+
 @pytest.mark.slow
 def test_visual_recipe_smoke_run_exports_a_servable_model(tmp_path: Path, shared_data: Path,
                                                           monkeypatch: pytest.MonkeyPatch,
@@ -217,7 +240,7 @@ def test_visual_recipe_smoke_run_exports_a_servable_model(tmp_path: Path, shared
     records = [r for r in records if r.get("faces", 0) > 0]
     assert {r["label"] for r in records} == {0, 1}
     recipe = visual.load_recipe(Path(__file__).resolve().parents[1] / "training" / "recipes"
-                                / "visual-2.0.0.json") | {"batch_size": 4, "threads": 1}
+                                / "visual-2.1.0.json") | {"batch_size": 4, "threads": 1}
     model = visual.train_one(recipe, records, tmp_path / "run", steps=2, device="cpu")
     assert (tmp_path / "run" / "checkpoint.pt").is_file()
     repo = features.export_visual(model, recipe, tmp_path / "repo", {"metrics": {}})

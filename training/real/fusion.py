@@ -2,15 +2,20 @@
 (training.real.score), judged leave-one-source-out, calibrated and thresholded on held-out
 predictions only.
 
-Heads: one per subset of the LR branches that the rows have (one-branch heads included, so
-an audio file gets a calibrated audio probability): StandardScaler + LogisticRegression over
-the log-odds of the subset's probability features (dfmesh.preprocess.stats.column_logits;
-counts such as visual_num_faces are left out, since they tell the medium, not the label).
-Leave-one-source-out: for every source, every head is refitted without the source's rows
-and scores them; each row takes the head its branches select, as the service would. Each
-head's temperature is fitted (Brier) on those held-out predictions, and the decision
-threshold is the 95th percentile of the held-out reals' calibrated probability, so about 5%
-of real files are flagged.
+Heads: one per subset of a modality family's branches that the rows have (HEAD_FAMILIES:
+the face branches tiny_gate and visual; audio), one-branch heads included, so an audio file
+gets a calibrated audio probability and a clip the largest face head inside its branches
+(the service's rule). StandardScaler + LogisticRegression over the log-odds of each branch's
+*mean* probability (dfmesh.preprocess.stats.column_logits; max, p90 and counts are left out:
+over one face and over 64 they mean different things, and counts tell the medium, not the
+label). Why so few: held out by source, every head that mixed modalities or read temporal or
+sync ranked clips worse than visual alone (docs/models/fusion.md, the ablation): a few dozen
+clips with audio are not enough to weigh audio against faces, and temporal and sync score
+0.33 and 0.46. Leave-one-source-out: for every source, every head is refitted without the
+source's rows and scores them; each row takes the head its branches select, as the service
+would. Each head's temperature is fitted (Brier) on those held-out predictions, and the
+decision threshold is the 95th percentile of the held-out reals' calibrated probability, so
+about 5% of real files are flagged.
 """
 
 from __future__ import annotations
@@ -31,10 +36,24 @@ from training.scoring import fit_temperature
 
 LR_BRANCHES = ("tiny_gate", "visual", "audio", "temporal", "sync")
 PROB_FEATURES = {
-    "tiny_gate": ("tiny_prob_mean", "tiny_prob_max", "tiny_prob_p90"),
-    "visual": ("visual_prob_mean", "visual_prob_max", "visual_prob_p90"),
+    "tiny_gate": ("tiny_prob_mean",), "visual": ("visual_prob_mean",),
     "audio": ("audio_prob_fake",), "temporal": ("temporal_prob_fake",), "sync": ("sync_prob",),
 }
+HEAD_FAMILIES: tuple[tuple[str, ...], ...] = (("tiny_gate", "visual"), ("audio",))
+"""Branches a head may combine; no head mixes families, none reads temporal or sync."""
+ALL_PROBS = PROB_FEATURES | {"tiny_gate": ("tiny_prob_mean", "tiny_prob_max", "tiny_prob_p90"),
+                             "visual": ("visual_prob_mean", "visual_prob_max",
+                                        "visual_prob_p90")}
+ABLATION: dict[str, tuple[tuple[tuple[str, ...], ...], dict[str, tuple[str, ...]]]] = {
+    "shipped: face heads (tiny_gate, visual means); audio alone": (HEAD_FAMILIES, PROB_FEATURES),
+    "visual mean alone; audio alone": ((("visual",), ("audio",)), PROB_FEATURES),
+    "face heads with max and p90; audio alone": (HEAD_FAMILIES, ALL_PROBS),
+    "heads mixing tiny_gate, visual, audio": ((("tiny_gate", "visual", "audio"),), PROB_FEATURES),
+    "+ sync": ((("tiny_gate", "visual", "audio", "sync"),), PROB_FEATURES),
+    "+ sync, temporal (2.0.0's heads, means only)": ((LR_BRANCHES,), PROB_FEATURES),
+    "2.0.0's heads (every branch, max and p90)": ((LR_BRANCHES,), ALL_PROBS),
+}
+"""Head designs the report compares, leave-one-source-out, on the same held-out rows."""
 TARGET_REAL_FLAG_RATE = 0.05
 
 
@@ -54,14 +73,17 @@ def head_columns(branches: Sequence[str]) -> list[str]:
     return [c for c in FEATURE_COLS if c in wanted]
 
 
+Probs = dict[str, tuple[str, ...]]
+
+
 def head_model(branches: Sequence[str], c: float = 0.5,
-               cols: Sequence[str] | None = None) -> Pipeline:
+               cols: Sequence[str] | None = None, probs: Probs | None = None) -> Pipeline:
     """A head over `cols` (default head_columns(branches)) that reads only the branches'
     probability features."""
     cols = list(cols or head_columns(branches))
-    probs = sorted(cols.index(f) for b in branches for f in PROB_FEATURES[b])
+    read = sorted(cols.index(f) for b in branches for f in (probs or PROB_FEATURES)[b])
     return Pipeline([
-        ("logits", FunctionTransformer(column_logits, kw_args={"columns": probs})),
+        ("logits", FunctionTransformer(column_logits, kw_args={"columns": read})),
         ("scale", StandardScaler()),
         ("lr", LogisticRegression(C=c, max_iter=5000, class_weight="balanced")),
     ])
@@ -73,24 +95,31 @@ def matrix(rows: list[dict[str, Any]], cols: Sequence[str]) -> np.ndarray:
     return np.array([[float(r["features"].get(c, 0.5)) for c in cols] for r in rows])
 
 
-def subsets_present(rows: list[dict[str, Any]]) -> list[tuple[str, ...]]:
-    """Every non-empty subset of the branches some row has, in LR_BRANCHES order."""
+def subsets_present(rows: list[dict[str, Any]],
+                    families: Sequence[Sequence[str]] = HEAD_FAMILIES
+                    ) -> list[tuple[str, ...]]:
+    """Every non-empty subset, inside one family, of the branches some row has, in
+    LR_BRANCHES order."""
     seen = {row_branches(r) for r in rows}
     out: set[tuple[str, ...]] = set()
     for s in seen:
-        for k in range(1, len(s) + 1):
-            out.update(combinations(s, k))
+        for family in families:
+            inside = tuple(b for b in s if b in family)
+            for k in range(1, len(inside) + 1):
+                out.update(combinations(inside, k))
     return sorted(out, key=lambda t: (len(t), t))
 
 
-def fit_heads(rows: list[dict[str, Any]], subsets: list[tuple[str, ...]]) -> dict[str, Pipeline]:
-    """A head per subset, on the rows that have all its branches (both classes needed)."""
+def fit_heads(rows: list[dict[str, Any]], subsets: list[tuple[str, ...]],
+              probs: Probs | None = None) -> dict[str, Pipeline]:
+    """A head per subset, on the rows that have all its branches (both classes needed);
+    `probs` (default PROB_FEATURES) names the features each branch gives its heads."""
     heads = {}
     for s in subsets:
         have = [r for r in rows if set(s) <= set(row_branches(r))]
         y = np.array([r["label"] for r in have])
         if len(have) >= 8 and 0 < y.sum() < len(y):
-            heads[key_of(s)] = head_model(s).fit(matrix(have, head_columns(s)), y)
+            heads[key_of(s)] = head_model(s, probs=probs).fit(matrix(have, head_columns(s)), y)
     return heads
 
 
@@ -103,13 +132,16 @@ def choose_head(heads: dict[str, Any], branches: Sequence[str]) -> str | None:
     return min(inside, key=lambda k: (-len(k.split("+")), k)) if inside else None
 
 
-def leave_one_source_out(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each row's raw fused probability from heads fitted without its source, and the head."""
-    subsets = subsets_present(rows)
+def leave_one_source_out(rows: list[dict[str, Any]],
+                         families: Sequence[Sequence[str]] = HEAD_FAMILIES,
+                         probs: Probs | None = None) -> list[dict[str, Any]]:
+    """Each row's raw fused probability from heads fitted without its source, and the head
+    (heads as `families` and `probs` make them: the ablation varies them)."""
+    subsets = subsets_present(rows, families)
     out = []
     for source in sorted({source_key(r) for r in rows}):
         held = [r for r in rows if source_key(r) == source]
-        heads = fit_heads([r for r in rows if source_key(r) != source], subsets)
+        heads = fit_heads([r for r in rows if source_key(r) != source], subsets, probs)
         for r in held:
             key = choose_head(heads, row_branches(r))
             if key is None:

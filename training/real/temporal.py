@@ -1,7 +1,7 @@
 """Temporal 2.x: the sequence model over a visual model's per-frame embeddings, cross-fitted
 with that visual model's folds, so temporal's held-out scores are as honest as visual's.
 
-    python -m training.real.temporal --visual 2.0.0 [--final --export 2.0.0]
+    python -m training.real.temporal --visual 2.1.0 --version 2.1.0 [--final]
 
 Fold k's temporal model is trained on fold k's visual embeddings of every video outside
 fold k and scores fold k's videos through the temporal service's code; the final model is
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m training.real.temporal", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--visual", required=True)
-    parser.add_argument("--version", default="2.0.0")
+    parser.add_argument("--version", required=True, help="the temporal version to write")
     parser.add_argument("--final", action="store_true", help="train and export the served model")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)

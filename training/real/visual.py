@@ -2,7 +2,7 @@
 ../shared/train plus pseudo-fakes made here, with real and fake passed through the same
 random capture and codec conditions; cross-fitted over source-disjoint folds.
 
-    python -m training.real.visual --recipe training/recipes/visual-2.0.0.json  # folds, final
+    python -m training.real.visual --recipe training/recipes/visual-2.1.0.json  # folds, final
     python -m training.real.visual --recipe ... --only final --export           # final, shipped
 
 Training crops are the ones ingest sends (training.real.pack); the input tensor is made by
