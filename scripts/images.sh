@@ -98,7 +98,7 @@ make_python_base() {
 }
 
 # The Node.js base: Debian 12 plus this machine's Node.js (the web UI needs Node >= 20.19,
-# Debian 12 ships 18), copied file by file from its Debian package.
+# Debian 12 ships 18), copied from its Debian package with npm as installed.
 make_node_base() {
   local version; version=$(node --version 2>/dev/null | sed 's/^v//') || true
   if [ -z "$version" ] || ! dpkg -s nodejs >/dev/null 2>&1; then
@@ -109,9 +109,14 @@ make_node_base() {
   if podman image exists "$NODE_BASE"; then echo "base image $NODE_BASE: present"; return; fi
   local root; root=$(mktemp -d /var/tmp/dfmesh-node-base.XXXXXX)
   bootstrap "$root" ca-certificates,libstdc++6
-  dpkg -L nodejs | while read -r f; do if [ -f "$f" ] || [ -L "$f" ]; then echo "$f"; fi; done \
-    | tar -C / --no-recursion -cf - -T - | tar -C "$root" -xf -
-  chroot "$root" /usr/bin/node --version >/dev/null
+  # The package's files, then the global modules as they are now (npm may have been upgraded
+  # in place by `npm install -g npm`, which dpkg does not know about).
+  { dpkg -L nodejs | grep -v '^/usr/lib/node_modules/' \
+      | while read -r f; do if [ -f "$f" ] || [ -L "$f" ]; then echo "$f"; fi; done
+    find /usr/lib/node_modules \( -type f -o -type l \)
+    for link in /usr/bin/npm /usr/bin/npx /usr/bin/corepack; do [ -L "$link" ] && echo "$link"; done
+  } | sort -u | tar -C / --no-recursion -cf - -T - | tar -C "$root" -xf -
+  chroot "$root" /usr/bin/node /usr/bin/npm --version >/dev/null
   import_root "$root" "$NODE_BASE" "NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt"
   rm -rf "$root"
 }
