@@ -14,8 +14,10 @@ security contexts, resources, probes, environment and volumes are the overlay's)
   16636), so its own Secret support cannot stand in for the cluster's.
 - Every pod shares the host's network, so the headless-Service addresses
   (`dns:///<svc>.<ns>.svc.cluster.local:<port>`) become `127.0.0.1:<port>`.
-- With `--port-offset N`, every port (containers, probes, DFMESH_*PORT, addresses) moves up
+- With `--port-offset N`, every port (probes, DFMESH_*PORT, addresses) moves up
   by N, so the played mesh can run beside a `dfmesh up` on the default ports.
+- Container `ports` lists are dropped (podman 4.3 turns them into port mappings, which host
+  networking refuses); a probe that names a port gets its number.
 - Fields podman does not know (topology spread, the ServiceAccount name) are dropped.
 
     .venv/bin/python scripts/k8s_podman.py --port-offset 10000 --secrets-dir DIR > /tmp/mesh.yaml
@@ -51,6 +53,12 @@ def _shift_probe(probe: dict[str, Any] | None, offset: int) -> None:
     for handler in ("grpc", "httpGet", "tcpSocket"):
         if handler in probe:
             probe[handler]["port"] = _shift_port(probe[handler]["port"], offset)
+
+
+def _resolve_probe_port(probe: dict[str, Any] | None, named: dict[str, int]) -> None:
+    for handler in ("grpc", "httpGet", "tcpSocket"):
+        if probe and handler in probe and isinstance(probe[handler]["port"], str):
+            probe[handler]["port"] = named[probe[handler]["port"]]
 
 
 def _rewrite_env(env: list[dict[str, Any]], offset: int) -> None:
@@ -105,9 +113,9 @@ def podman_deployment(deployment: Manifest, offset: int = 0,
         pod.pop(field, None)
     _rewrite_volumes(out["metadata"]["name"], pod, secrets_dir)
     for container in pod["containers"]:
-        for port in container.get("ports", []):
-            port["containerPort"] = _shift_port(port["containerPort"], offset)
+        named = {p["name"]: p["containerPort"] for p in container.pop("ports", []) if "name" in p}
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            _resolve_probe_port(container.get(probe), named)
             _shift_probe(container.get(probe), offset)
         _rewrite_env(container.get("env", []), offset)
     return out
@@ -129,9 +137,11 @@ def podman_objects(overlay: str = "kind", offset: int = 0,
 
 
 def deployment_ports(objects: list[Manifest]) -> dict[str, list[int]]:
-    """Deployment name -> its container ports (what must be free on the host)."""
-    return {o["metadata"]["name"]: [p["containerPort"] for c in o["spec"]["template"]["spec"]
-                                    ["containers"] for p in c.get("ports", [])]
+    """Deployment name -> the ports its services listen on (DFMESH_PORT first, then the
+    metrics port): what must be free on the host."""
+    return {o["metadata"]["name"]: [int(e["value"]) for c in o["spec"]["template"]["spec"]
+                                    ["containers"] for e in c.get("env", [])
+                                    if e["name"] in ("DFMESH_PORT", "DFMESH_METRICS_PORT")]
             for o in objects if o["kind"] == "Deployment"}
 
 

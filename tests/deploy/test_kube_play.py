@@ -165,10 +165,10 @@ def wait_until_serving(played: Played, deadline_s: float) -> dict[str, float]:
         for name in {p.deployment for p in probes(played.objects)} - set(ready):
             if not any(p.deployment == name for p in pending):
                 ready[name] = round(time.monotonic() - start, 1)
-        states = podman("ps", "-a", "--format", "{{.Names}} {{.State}}").stdout.split("\n")
-        exited = [line.split()[0] for line in states
-                  if line.strip() and line.split()[0] in played.containers.values()
-                  and line.split()[1] not in ("running", "created", "configured")]
+        states = {c["Names"][0]: c["State"]
+                  for c in json.loads(podman("ps", "-a", "--format", "json").stdout)}
+        exited = [name for name in played.containers.values()
+                  if states.get(name) not in ("running", "created", "configured")]
         assert not exited, f"containers stopped: {exited}\n" + "\n".join(
             played.logs(d) for d, c in played.containers.items() if c in exited)
         time.sleep(1.0)
