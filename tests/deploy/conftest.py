@@ -16,5 +16,5 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     skip = pytest.mark.skip(reason="deploy test, needs the podman images: run `bash "
                                    "scripts/images.sh && .venv/bin/pytest -m deploy tests/deploy`")
     for item in items:
-        if "deploy" in item.keywords:
+        if item.get_closest_marker("deploy") is not None:
             item.add_marker(skip)
