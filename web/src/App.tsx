@@ -22,6 +22,8 @@ const ERROR_TITLES: Record<string, string> = {
   not_ready: "The analysis service is not ready",
   timeout: "The analysis took too long",
   network: "Connection problem",
+  forbidden: "This API key may not start analyses",
+  rate_limited: "Too many analyses for this API key",
 };
 
 /** Notices for inputs that are normal but limit the answer: no face, no audio. */
