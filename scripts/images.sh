@@ -4,6 +4,7 @@
 #   bash scripts/images.sh                 # local Debian bases (debootstrap), then every CPU target
 #   bash scripts/images.sh visual fusion   # only these targets
 #   bash scripts/images.sh --public        # the Dockerfile's pinned public bases, unchanged
+#   bash scripts/images.sh --prune         # afterwards, drop the build cache (dangling layers)
 #
 # Local route (this project's machines, where no public base image can be pulled): two bases
 # are made with debootstrap from Debian's archive and imported into podman,
@@ -17,6 +18,8 @@
 # Images are tagged ${DFMESH_IMAGE_PREFIX:-dfmesh}/<target>:${DFMESH_IMAGE_TAG:-0.1.0}, the
 # names the k8s overlays use. Podman runs with docker/podman/containers.conf (runc, no
 # default ulimits), which this machine kind needs; set CONTAINERS_CONF to use another.
+# The local ingest image is 6.6 GiB and its first build needs about 20 GB free at its peak:
+# without the image the script refuses to start with less than DFMESH_MIN_FREE_GB (25) free.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,11 +34,13 @@ TORCH_INDEX_LOCAL=${DFMESH_TORCH_INDEX:-https://pypi.org/simple}
 export CONTAINERS_CONF=${CONTAINERS_CONF:-$PWD/docker/podman/containers.conf}
 
 public=0
+prune=0
 targets=()
 for arg in "$@"; do
   case "$arg" in
     --public) public=1 ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    --prune) prune=1 ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
     -*) echo "error: unknown option $arg (see --help)" >&2; exit 2 ;;
     *)
       if [[ ! " ${CPU_TARGETS[*]} " =~ [[:space:]]${arg}[[:space:]] ]]; then
@@ -62,6 +67,21 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" busybox-static >/dev/null
 fi
 
+# Enough disk for the builds: a first local build of ingest peaks at about 20 GB.
+need_gb=5
+if [ "$public" = 0 ] && [[ " ${targets[*]} " == *" ingest "* ]] \
+    && ! podman image exists "$PREFIX/ingest:$TAG"; then
+  need_gb=${DFMESH_MIN_FREE_GB:-25}
+fi
+store=/var/lib/containers
+[ -d "$store" ] || store=/var/lib
+free_gb=$(( $(df --output=avail -k "$store" | tail -1) / 1048576 ))
+if [ "$free_gb" -lt "$need_gb" ]; then
+  echo "error: $free_gb GB free under $store; these builds need about $need_gb GB" \
+       "(set DFMESH_MIN_FREE_GB to override, or free space: podman image prune)" >&2
+  exit 1
+fi
+
 # debootstrap a minimal Debian root with the given packages into $1.
 bootstrap() {
   local root=$1 include=$2
@@ -83,7 +103,7 @@ import_root() {
   local changes=(--change "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
                  --change "ENV LANG=C.UTF-8" --change 'CMD ["/bin/bash"]')
   for env in "$@"; do changes+=(--change "ENV $env"); done
-  tar -C "$root" --numeric-owner -c . | podman import "${changes[@]}" - "$image" >/dev/null
+  tar -C "$root" --numeric-owner -c . | podman import --quiet "${changes[@]}" - "$image" >/dev/null
   echo "base image $image: $(( $(podman image inspect --format '{{.Size}}' "$image") / 1048576 )) MiB"
 }
 
@@ -115,7 +135,7 @@ make_node_base() {
       | while read -r f; do if [ -f "$f" ] || [ -L "$f" ]; then echo "$f"; fi; done
     find /usr/lib/node_modules \( -type f -o -type l \)
     for link in /usr/bin/npm /usr/bin/npx /usr/bin/corepack; do [ -L "$link" ] && echo "$link"; done
-  } | sort -u | tar -C / --no-recursion -cf - -T - | tar -C "$root" -xf -
+  } | sort -u | sed 's|^/||' | tar -C / --no-recursion -cf - -T - | tar -C "$root" -xf -
   chroot "$root" /usr/bin/node /usr/bin/npm --version >/dev/null
   import_root "$root" "$NODE_BASE" "NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt"
   rm -rf "$root"
@@ -155,3 +175,8 @@ for target in "${targets[@]}"; do
   size=$(podman image inspect --format '{{.Size}}' "$image")
   printf '%-28s %9s %8s\n' "$image" "$(( size / 1048576 ))" "${seconds[$target]}"
 done
+if [ "$prune" = 1 ]; then
+  echo
+  echo "pruning the build cache (dangling images)"
+  podman image prune --force >/dev/null
+fi
