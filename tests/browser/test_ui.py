@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -60,6 +61,19 @@ def browser_ready() -> None:
 @pytest.fixture(scope="module")
 def ui_url(browser_ready, local_mesh: Mesh) -> Iterator[str]:
     proc, url = start_gateway(local_mesh.env, local_mesh.logs, "gateway-browser")
+    yield url
+    stop([proc])
+
+
+API_KEY = secrets.token_hex(24)
+
+
+@pytest.fixture(scope="module")
+def keyed_ui_url(browser_ready, local_mesh: Mesh) -> Iterator[str]:
+    """A gateway with API keys on, as deployed (DFMESH_AUTH_REQUIRED), in front of the mesh."""
+    proc, url = start_gateway(local_mesh.env, local_mesh.logs, "gateway-browser-keys",
+                              DFMESH_API_KEYS=f"{API_KEY}=browser-test",
+                              DFMESH_AUTH_REQUIRED="true")
     yield url
     stop([proc])
 
@@ -206,3 +220,56 @@ def test_an_unusable_file_shows_its_error(driver, ui_url, tmp_path) -> None:
     assert by_testid(driver, "verdict") is None
     full_page_screenshot(driver, "ui-error.png", 1280)
 
+
+
+def test_behind_api_keys_the_ui_asks_for_a_key_once_then_analyzes(driver, keyed_ui_url,
+                                                                  shared_data) -> None:
+    from selenium.webdriver.common.by import By
+
+    def key_panel_state(d):
+        panel = by_testid(d, "api-key-needed")
+        return panel.get_attribute("data-state") if panel else None
+
+    # No key yet: a clear "API key needed" state, and uploads are off until one is given.
+    driver.get(keyed_ui_url)
+    wait_for(driver, lambda d: key_panel_state(d) == "needed", 15, "the API key panel")
+    assert by_testid(driver, "api-key-title").text == "API key needed"
+    assert by_testid(driver, "upload-zone").get_attribute("aria-disabled") == "true"
+    assert by_testid(driver, "app").get_attribute("data-key-state") == "needed"
+    full_page_screenshot(driver, "ui-api-key-needed.png", 1280)
+    driver.set_window_size(1280, 1100)
+
+    # A wrong key is refused, and says so.
+    by_testid(driver, "api-key-input").send_keys("not-the-key-" + "0" * 24)
+    by_testid(driver, "api-key-save").click()
+    wait_for(driver, lambda d: key_panel_state(d) == "rejected", 15, "the key refused")
+    assert by_testid(driver, "api-key-title").text == "API key not accepted"
+    assert driver.execute_script("return sessionStorage.getItem('dfmesh.apiKey')") != API_KEY
+
+    # The right key: accepted, kept for this tab (sessionStorage), not asked for again on reload.
+    by_testid(driver, "api-key-input").send_keys(API_KEY)
+    by_testid(driver, "api-key-save").click()
+    wait_for(driver, lambda d: by_testid(d, "api-key-set"), 15, "the key accepted")
+    assert driver.execute_script("return sessionStorage.getItem('dfmesh.apiKey')") == API_KEY
+    assert driver.execute_script("return localStorage.getItem('dfmesh.apiKey')") is None
+
+    # upload() reloads the page: the key held for the session is used without asking.
+    clip = shared_data / "talking" / "lipnet__GRID_bbaf2n.mpg"
+    upload(driver, keyed_ui_url, clip)
+    verdict = wait_for(driver, lambda d: by_testid(d, "verdict-label"), 120, "the verdict")
+    assert by_testid(driver, "api-key-needed") is None
+    analysis_id = by_testid(driver, "app").get_attribute("data-analysis-id")
+    status_url = f"{keyed_ui_url}/v1/analyses/{analysis_id}"
+    assert httpx.get(status_url, timeout=10).status_code == 401  # the key really was needed
+    result = httpx.get(status_url, headers={"Authorization": f"Bearer {API_KEY}"},
+                       timeout=10).json()["result"]
+    assert verdict.text == result["verdict"]
+    seen = driver.execute_script("return window.__seen;")
+    assert seen["states"]["fusion"][-1] == "done"  # progress events came through with the key
+    full_page_screenshot(driver, "ui-api-key-verdict.png", 1280)
+    driver.set_window_size(1280, 1100)
+
+    # Forgetting the key brings the panel back and clears the tab's storage.
+    driver.find_element(By.CSS_SELECTOR, "[data-testid=api-key-forget]").click()
+    wait_for(driver, lambda d: key_panel_state(d) == "needed", 15, "the panel again")
+    assert driver.execute_script("return sessionStorage.getItem('dfmesh.apiKey')") is None

@@ -1,6 +1,7 @@
 import { AnimatePresence, motion } from "framer-motion";
 import { useEffect, useRef, useState } from "react";
-import { analyze, type AnalysisResult, type ApiError, type Handlers, type ProgressEvent } from "./api";
+import { analyze, checkApiKey, storeApiKey, storedApiKey, type AnalysisResult, type ApiError, type Handlers, type ProgressEvent } from "./api";
+import { ApiKey, type KeyState } from "./components/ApiKey";
 import { Breakdown } from "./components/Breakdown";
 import { Pipeline } from "./components/Pipeline";
 import { UploadZone } from "./components/UploadZone";
@@ -21,6 +22,8 @@ const ERROR_TITLES: Record<string, string> = {
   not_ready: "The analysis service is not ready",
   timeout: "The analysis took too long",
   network: "Connection problem",
+  forbidden: "This API key may not start analyses",
+  rate_limited: "Too many analyses for this API key",
 };
 
 /** Notices for inputs that are normal but limit the answer: no face, no audio. */
@@ -48,10 +51,26 @@ export default function App() {
   const [error, setError] = useState<ApiError | null>(null);
   const [elapsed, setElapsed] = useState<number | null>(null);
   const [analysisId, setAnalysisId] = useState("");
+  const [apiKey, setApiKey] = useState(storedApiKey);
+  const [keyState, setKeyState] = useState<KeyState>("checking");
   const stop = useRef<(() => void) | null>(null);
   const started = useRef(0);
 
   useEffect(() => () => stop.current?.(), []);
+  // Whether this gateway wants a key, and whether the one this tab holds will do.
+  useEffect(() => {
+    let current = true;
+    void checkApiKey(apiKey).then((state) => current && setKeyState(state));
+    return () => {
+      current = false;
+    };
+  }, [apiKey]);
+
+  function chooseKey(key: string) {
+    storeApiKey(key);
+    setKeyState("checking");
+    setApiKey(key);
+  }
 
   function start(file: File) {
     stop.current?.();
@@ -82,26 +101,34 @@ export default function App() {
         setPhase("done");
       },
       onError: (e) => {
+        if (e.httpStatus === 401) {
+          // The key panel says what to do; no second alert for the same thing.
+          setKeyState(apiKey ? "rejected" : "needed");
+          setPhase("idle");
+          return;
+        }
         setError(e);
         setNodes(applyError);
         setPhase("error");
       },
     };
-    stop.current = simulated ? simulate(handlers) : analyze(file, handlers);
+    stop.current = simulated ? simulate(handlers) : analyze(file, handlers, apiKey);
   }
 
   const busy = phase === "uploading" || phase === "running";
+  const keyMissing = !simulated && (keyState === "needed" || keyState === "rejected");
   const percent = phase === "done" ? 100 : progress?.percent ?? 0;
   const stageName = phase === "uploading" ? `Uploading ${(upload * 100).toFixed(0)}%` : phase === "done" ? "Final classification" : progress?.stageName ?? "Queued";
 
   return (
-    <main className="app" data-testid="app" data-phase={phase} data-analysis-id={analysisId}>
+    <main className="app" data-testid="app" data-phase={phase} data-analysis-id={analysisId} data-key-state={keyState}>
       <header className="header">
         <h1>Deepfake check</h1>
         <p className="muted">Upload a clip: six detectors look at the faces, the voice, their timing and the lip-sync, and a calibrated fusion gives the verdict.</p>
       </header>
 
-      <UploadZone disabled={busy} onFile={start} />
+      <ApiKey state={keyState} onSave={chooseKey} onForget={() => chooseKey("")} />
+      <UploadZone disabled={busy || keyMissing} onFile={start} />
       <label className="option">
         <input type="checkbox" data-testid="simulate-toggle" checked={simulated} onChange={(e) => setSimulated(e.target.checked)} disabled={busy} />
         Simulate mode (a made-up demo run; no file is sent and no model runs)
