@@ -41,11 +41,11 @@ built web UI at <code>{dist}</code>.</p>
 
 def make_store(settings: GatewaySettings) -> AnalysisStore:
     """Redis when DFMESH_REDIS_URL is set (shared by replicas), else this process's memory."""
-    kwargs = dict(result_ttl_seconds=settings.result_ttl_seconds,
-                  running_ttl_seconds=settings.analysis_timeout_seconds)
+    ttl, running_ttl = settings.result_ttl_seconds, settings.analysis_timeout_seconds
     if settings.redis_url:
-        return RedisStore(settings.redis_url, **kwargs)
-    return MemoryStore(**kwargs)
+        return RedisStore(settings.redis_url, result_ttl_seconds=ttl,
+                          running_ttl_seconds=running_ttl)
+    return MemoryStore(result_ttl_seconds=ttl, running_ttl_seconds=running_ttl)
 
 
 class HttpMetricsMiddleware:

@@ -78,9 +78,10 @@ class FusionClient:
                     result = result_to_dict(event.result)
         except (asyncio.CancelledError, aio.AioRpcError, asyncio.InvalidStateError) as exc:
             # The writer cancels the call when the upload itself fails (413): report that.
-            if writer is not None and writer.done() and not writer.cancelled() \
-                    and writer.exception() is not None:
-                raise writer.exception() from None
+            failed = (writer.exception() if writer is not None and writer.done()
+                      and not writer.cancelled() else None)
+            if failed is not None:
+                raise failed from None
             if isinstance(exc, aio.AioRpcError):
                 raise error_from_rpc(exc, self.retry_after_seconds) from None
             if isinstance(exc, asyncio.InvalidStateError):  # the call ended under the header

@@ -25,7 +25,7 @@ from gateway.uploads import MultipartFileStream, check_declared_length
 
 router = APIRouter()
 
-EXAMPLE_RESULT = {
+EXAMPLE_RESULT: dict[str, Any] = {
     "verdict": "Authentic", "confidence": 91.4, "probFake": 0.086, "threshold": 0.5,
     "features": {"visual_prob_mean": 0.07, "audio_prob_fake": 0.12, "sync_prob": 0.83},
     "branches": {"visual": {"status": "OK", "probFake": 0.07, "features": {},
@@ -96,7 +96,7 @@ UPLOAD_BODY = {"requestBody": {"required": True, "content": {"multipart/form-dat
         "file": {"type": "string", "format": "binary",
                  "description": "a video, audio file or image; the type is read from its "
                                 "bytes, not its name"}}}}}}}
-ERRORS = {
+ERRORS: dict[int | str, dict[str, Any]] = {
     413: {"model": ErrorBody, "description": "larger than DFMESH_MAX_UPLOAD_BYTES"},
     415: {"model": ErrorBody, "description": "not a video, audio or image file"},
     422: {"model": ErrorBody, "description": "no file field, empty, undecodable, too long, "

@@ -8,18 +8,25 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-SERVICES: tuple[str, ...] = (
-    "gateway", "fusion", "ingest", "tiny_gate", "visual", "audio", "temporal", "sync", "mri",
+from dfmesh.branches import (
+    BRANCH_NAMES,
+    BRANCHES,
+    FUSION_PORT,
+    GATEWAY_PORT,
+    INGEST_PORT,
+    start_order,
 )
-DEFAULT_PORTS: dict[str, int] = {
-    "gateway": 8080, "fusion": 50051, "ingest": 50052, "tiny_gate": 50053, "visual": 50054,
-    "audio": 50055, "temporal": 50056, "sync": 50057, "mri": 50058,
-}
+
+SERVICES: tuple[str, ...] = ("gateway", "fusion", "ingest", *BRANCH_NAMES)
+DEFAULT_PORTS: dict[str, int] = {"gateway": GATEWAY_PORT, "fusion": FUSION_PORT,
+                                 "ingest": INGEST_PORT, **{b.name: b.port for b in BRANCHES}}
+GRPC_START_ORDER: tuple[str, ...] = ("ingest", *start_order(), "fusion")
+"""The gRPC services in the order `dfmesh up` starts them (the gateway comes last)."""
 METRICS_PORT_OFFSET = 1000
 """A gRPC service on port P serves Prometheus metrics on P + 1000 unless told otherwise."""
 
@@ -87,7 +94,7 @@ def default_address(service: str) -> str:
 S = TypeVar("S", bound=BaseSettings)
 
 
-def load_settings(cls: type[S], **overrides: object) -> S:
+def load_settings(cls: type[S], **overrides: Any) -> S:
     """Build settings from the environment; on a bad value print which variable and exit."""
     try:
         return cls(**overrides)
