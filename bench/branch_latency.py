@@ -36,20 +36,10 @@ from devkit.media import (
     speech_file,
     talking_clip,
 )
-from dfmesh.runtime.model_server import ModelServer, ModelServerSettings
 from dfmesh.runtime.server import running
-from services.audio.service import AudioServer, AudioSettings
-from services.mri.service import MriServer, MriSettings
-from services.sync.service import SyncServer, SyncSettings
-from services.temporal.service import TemporalServer, TemporalSettings
-from services.tiny_gate.service import TinyGateServer, TinyGateSettings
-from services.visual.service import VisualServer, VisualSettings
+from services.branch_servers import branch_servers
 
-SERVERS: dict[str, tuple[type[ModelServer], type[ModelServerSettings]]] = {
-    "tiny_gate": (TinyGateServer, TinyGateSettings), "visual": (VisualServer, VisualSettings),
-    "audio": (AudioServer, AudioSettings), "temporal": (TemporalServer, TemporalSettings),
-    "sync": (SyncServer, SyncSettings), "mri": (MriServer, MriSettings),
-}
+SERVERS = branch_servers()
 
 
 def build_requests(branch: str, embeddings: list[branch_pb2.FrameEmbedding]

@@ -44,7 +44,9 @@ class Branch:
     for a branch fed by another's output: `depends_on`); `features` the named statistics it
     reports; `lr_features` whether those are fusion feature columns (the branch takes part
     in the calibrated heads; adaptive fusion takes every branch); `kinds` the media kinds
-    it runs on; `phrases` how the explanation words its finding (fake, real)."""
+    it runs on; `phrases` how the explanation words its finding (fake, real); `depends_on`
+    the branch whose per-frame embeddings it is fed instead of packets; `gpu` whether the
+    GPU overlay gives it a GPU image and node."""
 
     name: str
     port: int
@@ -56,6 +58,7 @@ class Branch:
     phrases: tuple[str, str]
     deadline_seconds: float = 60.0
     depends_on: str = ""
+    gpu: bool = False
 
     @property
     def last_packet(self) -> Packet | None:
@@ -74,7 +77,7 @@ BRANCHES: tuple[Branch, ...] = (
     Branch("visual", 50054, "a CNN per face crop, and per-frame embeddings for temporal",
            _FRAMES, ("visual_prob_mean", "visual_prob_max", "visual_prob_p90",
                      "visual_num_faces"), True, _PICTURES,
-           ("visual artifacts detected", "no visual artifacts found")),
+           ("visual artifacts detected", "no visual artifacts found"), gpu=True),
     Branch("audio", 50055, "AASIST-L over 16 kHz speech windows",
            (Packet.CLIP_INFO, Packet.AUDIO), ("audio_prob_fake",), True,
            frozenset({MediaKind.VIDEO, MediaKind.AUDIO}),
@@ -89,7 +92,7 @@ BRANCHES: tuple[Branch, ...] = (
            ("audio out of step with lip motion", "audio consistent with lip motion")),
     Branch("mri", 50058, "a face-reconstruction (MRI) map's classifier per face crop",
            _FRAMES, ("mri_prob_mean", "mri_prob_max", "mri_prob_p90"), False, _PICTURES,
-           ("synthesis traces in the MRI map", "clean MRI map")),
+           ("synthesis traces in the MRI map", "clean MRI map"), gpu=True),
 )
 
 BY_NAME: dict[str, Branch] = {b.name: b for b in BRANCHES}

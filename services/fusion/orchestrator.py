@@ -45,6 +45,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from deepfake.v1 import branch_pb2, ingest_pb2, media_pb2
+from dfmesh import branches as registry
 from dfmesh.runtime import metrics
 from dfmesh.runtime.errors import (
     DeadlineExceeded,
@@ -75,29 +76,22 @@ from services.fusion.upstreams import Upstreams
 log = logging.getLogger(__name__)
 
 DEFAULT_NUM_FRAMES = 16
-STREAM_ORDER = ("clip_info", "frame", "dense_frame", "audio", "summary")
+STREAM_ORDER: tuple[str, ...] = tuple(registry.STREAM_ORDER)
 BRANCH_INPUTS: dict[str, tuple[str, ...]] = {
-    "tiny_gate": ("clip_info", "frame"),
-    "visual": ("clip_info", "frame"),
-    "mri": ("clip_info", "frame"),
-    "audio": ("clip_info", "audio"),
-    "sync": ("clip_info", "dense_frame", "audio"),
-}
-"""Which MediaPacket kinds each branch is sent; temporal gets visual's embeddings instead."""
+    b.name: tuple(b.packets) for b in registry.BRANCHES if b.packets}
+"""Which MediaPacket kinds each branch is sent; a branch that depends on another (temporal)
+gets that branch's embeddings instead."""
 
 METHOD_PLANS: dict[str, tuple[str, ...]] = {
     "fusion": BRANCH_NAMES,
-    "plain_frames": ("visual",),
-    "mri": ("mri",),
-    "temporal": ("visual", "temporal"),
+    **{method: registry.with_dependencies((b,)) for method, b in METHOD_BRANCH.items()},
 }
 KIND_BRANCHES: dict[int, tuple[str, ...]] = {
-    media_pb2.IMAGE: ("tiny_gate", "visual", "mri"),
-    media_pb2.AUDIO: ("audio",),
+    media_pb2.IMAGE: registry.runs_on("IMAGE"),
+    media_pb2.AUDIO: registry.runs_on("AUDIO"),
 }
 KIND_NOTES = {media_pb2.IMAGE: "still image: frame branches only",
               media_pb2.AUDIO: "audio-only file: audio branch only"}
-
 # Progress: ingest's sampled frames move the bar to 50 %, finished branches to 95 %.
 EXTRACT_START, EXTRACT_END, MODELS_END = 5.0, 50.0, 95.0
 
@@ -512,7 +506,7 @@ class _Run:
             kind = media_pb2.MediaKind.Name(clip.kind).lower()
             raise InvalidInput(f"method {self.method} cannot score {kind} files; "
                                f"use method fusion")
-        self.feeds = {b: Feed(self.analysis_id) for b in self.plan if b != "temporal"}
+        self.feeds = {b: Feed(self.analysis_id) for b in self.plan if b in BRANCH_INPUTS}
         self.branches_task = asyncio.create_task(self._run_branches())
 
     # --- branches ---
@@ -524,21 +518,24 @@ class _Run:
             await self._run_branch_plan()
 
     async def _run_branch_plan(self) -> None:
-        heavy = [b for b in self.plan if b != "temporal"]
+        heavy = [b for b in self.plan if b in BRANCH_INPUTS]
+        dependent = {b: registry.branch(b).depends_on for b in self.plan if b not in heavy}
         if self.early_exit_on and "tiny_gate" in heavy:
             gate = await self._call("tiny_gate", self.feeds["tiny_gate"])
             if self._gate_says_real(gate):
                 self.early_exit = True
                 for name in heavy[1:]:
                     self.not_run[name] = "not run: early exit"
-                self.not_run.setdefault("temporal", "not run: early exit")
+                for name in dependent:
+                    self.not_run.setdefault(name, "not run: early exit")
                 assert self.ingest_task is not None
                 self.ingest_task.cancel()
                 return
             heavy.remove("tiny_gate")
         tasks = {b: asyncio.create_task(self._call(b, self.feeds[b])) for b in heavy}
-        if "temporal" in self.plan:
-            tasks["temporal"] = asyncio.create_task(self._temporal(tasks.get("visual")))
+        for name, upstream in dependent.items():
+            tasks[name] = asyncio.create_task(self._dependent(name, upstream,
+                                                              tasks.get(upstream)))
         try:
             await asyncio.gather(*tasks.values())
         finally:
@@ -552,19 +549,21 @@ class _Run:
         tiny_max = gate.result.features.get("tiny_prob_max")
         return tiny_max is not None and tiny_max < self.o.early_exit_threshold
 
-    async def _temporal(self, visual_task: asyncio.Task | None) -> BranchOutcome:
-        visual = await visual_task if visual_task is not None else None
-        if visual is None or visual.result is None or visual.state == "missing":
-            return self._record(BranchOutcome("temporal", "missing",
-                                              reason="needs visual's embeddings"))
-        if not visual.result.embeddings:
-            return self._record(BranchOutcome("temporal", "no_input",
-                                              reason="visual produced no embeddings"))
+    async def _dependent(self, name: str, upstream: str,
+                         upstream_task: asyncio.Task | None) -> BranchOutcome:
+        """A branch fed by another's per-frame embeddings (temporal on visual's)."""
+        source = await upstream_task if upstream_task is not None else None
+        if source is None or source.result is None or source.state == "missing":
+            return self._record(BranchOutcome(name, "missing",
+                                              reason=f"needs {upstream}'s embeddings"))
+        if not source.result.embeddings:
+            return self._record(BranchOutcome(name, "no_input",
+                                              reason=f"{upstream} produced no embeddings"))
         feed = Feed(self.analysis_id)
-        for embedding in visual.result.embeddings:
+        for embedding in source.result.embeddings:
             feed.put(branch_pb2.BranchRequest(embedding=embedding))
         feed.close()
-        return await self._call("temporal", feed)
+        return await self._call(name, feed)
 
     async def _call(self, name: str, feed: Feed) -> BranchOutcome:
         """One branch call under its deadline; never raises for the branch's failures."""
