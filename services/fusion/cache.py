@@ -27,7 +27,7 @@ from dataclasses import asdict
 from typing import Protocol, cast
 
 from deepfake.v1 import branch_pb2, media_pb2
-from services.fusion.orchestrator import AnalysisOutcome, BranchOutcome
+from services.fusion.outcome import AnalysisOutcome, BranchOutcome
 
 log = logging.getLogger(__name__)
 
