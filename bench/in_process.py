@@ -15,7 +15,8 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 from deepfake.v1 import branch_pb2, ingest_pb2, media_pb2
-from dfmesh.runtime.model_server import BranchServicer, ModelServer
+from dfmesh.runtime.branch_servicer import BranchServicer
+from dfmesh.runtime.model_server import ModelServer
 from services.branch_servers import branch_servers
 from services.fusion.fusion import load_bundle
 from services.fusion.orchestrator import AnalysisOptions, AnalysisOutcome, Orchestrator

@@ -57,3 +57,9 @@ def test_nothing_patches_sys_path() -> None:
     patched = [str(p.relative_to(REPO_ROOT)) for p in python_files(".")
                if p.resolve() != Path(__file__).resolve() and "sys.path" in p.read_text()]
     assert patched == []
+
+
+def test_no_module_of_the_services_is_over_400_lines() -> None:
+    long = {str(p.relative_to(REPO_ROOT)): n for p in python_files("dfmesh", "services", "gateway")
+            if (n := len(p.read_text().splitlines())) > 400}
+    assert long == {}
