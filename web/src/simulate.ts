@@ -1,7 +1,7 @@
 // Simulate mode (an explicit option, off by default): plays a made-up run of the pipeline
 // without the server, for demos. Its result is marked simulated and says so on screen.
 import type { AnalysisResult, Handlers } from "./api";
-import { BRANCHES } from "./pipeline";
+import { KNOWN_BRANCHES as BRANCHES } from "./pipeline";
 
 export function simulate(handlers: Handlers): () => void {
   const timers: number[] = [];
