@@ -13,6 +13,8 @@ Pure data (no grpc, no protobuf): preprocessing and training import it too.
 
 from __future__ import annotations
 
+import importlib
+import os
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -69,6 +71,18 @@ class Branch:
 _FRAMES = (Packet.CLIP_INFO, Packet.FRAME)
 _PICTURES = frozenset({MediaKind.VIDEO, MediaKind.IMAGE})
 
+EXTRA_BRANCHES_ENV = "DFMESH_EXTRA_BRANCHES"
+
+
+def _extra_branches() -> tuple[Branch, ...]:
+    """Branches declared outside this file: each module named (comma-separated) in
+    DFMESH_EXTRA_BRANCHES holds one `BRANCH`; every process of a mesh must get the same
+    value. How a test adds a branch without editing this file; a real branch is a line
+    below."""
+    modules = [m.strip() for m in os.environ.get(EXTRA_BRANCHES_ENV, "").split(",") if m.strip()]
+    return tuple(importlib.import_module(m).BRANCH for m in modules)
+
+
 BRANCHES: tuple[Branch, ...] = (
     Branch("tiny_gate", 50053, "a tiny patch model: the cheap gate that may end an analysis",
            _FRAMES, ("tiny_prob_mean", "tiny_prob_max", "tiny_prob_p90", "tiny_num_files",
@@ -93,6 +107,7 @@ BRANCHES: tuple[Branch, ...] = (
     Branch("mri", 50058, "a face-reconstruction (MRI) map's classifier per face crop",
            _FRAMES, ("mri_prob_mean", "mri_prob_max", "mri_prob_p90"), False, _PICTURES,
            ("synthesis traces in the MRI map", "clean MRI map"), gpu=True),
+    *_extra_branches(),
 )
 
 BY_NAME: dict[str, Branch] = {b.name: b for b in BRANCHES}

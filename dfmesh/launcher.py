@@ -209,12 +209,15 @@ def isolated_env(**overrides: str) -> dict[str, str]:
 
 
 def start_mesh(logs: Path, env: Mapping[str, str], names: Sequence[str] = GRPC_SERVICES,
-               timeout: float = STARTUP_SECONDS) -> Mesh:
+               timeout: float = STARTUP_SECONDS, modules: Mapping[str, str] | None = None
+               ) -> Mesh:
     """`names` as processes on free loopback ports, each knowing the others' addresses;
-    returns once all are SERVING, or stops them and raises with their logs' tails."""
+    returns once all are SERVING, or stops them and raises with their logs' tails.
+    `modules` names the module to run for a service outside services/ (a test's branch)."""
     ports = {name: free_port() for name in names}
     full_env = with_addresses(env, ports)
-    processes = [launch(module_of(n), n, ports[n], full_env, logs) for n in names]
+    processes = [launch((modules or {}).get(n) or module_of(n), n, ports[n], full_env, logs)
+                 for n in names]
     status = wait_serving(processes, timeout)
     bad = {n: s for n, s in status.items() if s != "SERVING"}
     if bad:
