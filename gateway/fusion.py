@@ -27,6 +27,8 @@ def progress_to_dict(progress: orchestrator_pb2.Progress) -> dict[str, Any]:
         "percent": round(float(progress.percent), 1),
         "message": progress.message,
         "branch": progress.branch,
+        "branchState": orchestrator_pb2.BranchState.Name(progress.branch_state)
+        .removeprefix("BRANCH_STATE_") if progress.branch_state else "",
     }
 
 

@@ -139,6 +139,9 @@ def test_events_stream_stages_in_order_then_the_result(gateway, client, clip) ->
     assert percents == sorted(percents) and percents[-1] == 100.0
     finished = {e.data["branch"] for e in events[:-1] if e.data["branch"]}
     assert finished <= BRANCHES and "tiny_gate" in finished
+    states = {e.data["branch"]: e.data["branchState"] for e in events[:-1] if e.data["branch"]}
+    branches = events[-1].data["branches"]
+    assert states == {b: branches[b]["status"] for b in states}
     check_result(events[-1].data)
     final = client.get(gateway + accepted["statusUrl"]).json()
     assert final["result"] == events[-1].data

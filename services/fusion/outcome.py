@@ -68,6 +68,7 @@ class ProgressEvent:
     percent: float
     message: str
     branch: str = ""
+    branch_state: str = ""           # with `branch`: a BranchState
 
 
 @dataclass

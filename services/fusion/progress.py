@@ -26,6 +26,7 @@ class Progress:
         self._emit = emit
         self.percent = 0.0
 
-    def __call__(self, stage: Stage, percent: float, message: str, branch: str = "") -> None:
+    def __call__(self, stage: Stage, percent: float, message: str, branch: str = "",
+                 branch_state: str = "") -> None:
         self.percent = max(self.percent, min(percent, 100.0))
-        self._emit(ProgressEvent(stage, self.percent, message, branch))
+        self._emit(ProgressEvent(stage, self.percent, message, branch, branch_state))

@@ -176,7 +176,7 @@ class AnalysisRun:
         for done, branch in enumerate(ran, start=1):
             self.progress(Stage.RUNNING_MODELS, models_percent(done, len(ran)),
                           f"{branch.name} {branch.state.replace('_', ' ')} (cached result)",
-                          branch=branch.name)
+                          branch=branch.name, branch_state=branch.state)
         self.progress(Stage.FINAL_CLASSIFICATION, 100.0, "Final classification (cached result)")
         log.info("analysis answered from the result cache",
                  extra={"verdict": cached.verdict, "total_ms": round(timings["total"])})
@@ -332,5 +332,5 @@ class AnalysisRun:
         total, done = max(len(self.plan.run), 1), len(self.outcomes)
         self.progress(Stage.RUNNING_MODELS, models_percent(done, total),
                       f"{outcome.name} {outcome.state.replace('_', ' ')} ({done}/{total})",
-                      branch=outcome.name)
+                      branch=outcome.name, branch_state=outcome.state)
         return outcome

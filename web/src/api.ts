@@ -8,6 +8,7 @@ export interface ProgressEvent {
   percent: number;
   message: string;
   branch: string; // set when a branch finished
+  branchState: "" | BranchReport["status"]; // with branch: how it finished
 }
 
 /** One branch in the result (dfmesh.client.result_to_dict). */

@@ -35,12 +35,13 @@ export function initialPipeline(): PipelineState {
   return Object.fromEntries(["ingest", ...KNOWN_BRANCHES, "fusion"].map((n) => [n, "idle"])) as PipelineState;
 }
 
-function branchStateFromMessage(message: string): NodeState {
-  if (/missing|late|unavailable|failed/.test(message)) return "missing";
-  if (/no input|no_input/.test(message)) return "noinput";
-  if (/not run|skipped/.test(message)) return "skipped";
-  return "done";
-}
+const NODE_STATES: Record<string, NodeState> = {
+  OK: "done",
+  FALLBACK: "done",
+  NO_INPUT: "noinput",
+  MISSING: "missing",
+  NOT_RUN: "skipped",
+};
 
 export function applyProgress(state: PipelineState, event: ProgressEvent): PipelineState {
   const next = { ...state };
@@ -53,7 +54,7 @@ export function applyProgress(state: PipelineState, event: ProgressEvent): Pipel
     case "RUNNING_MODELS":
       next.ingest = "done";
       for (const b of branchesOf(next)) if (next[b] === "idle") next[b] = "active";
-      if (event.branch) next[event.branch] = branchStateFromMessage(event.message);
+      if (event.branch) next[event.branch] = NODE_STATES[event.branchState] ?? "done";
       break;
     case "FINAL_CLASSIFICATION":
       next.ingest = "done";
