@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -108,11 +109,11 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         channel = create_channel(settings.fusion_addr, settings)
         app.state.settings = settings
+        retry_after = math.ceil(settings.busy_retry_seconds)  # HTTP's Retry-After is whole
         app.state.fusion = FusionClient(channel, timeout_seconds=settings.analysis_timeout_seconds,
-                                        retry_after_seconds=settings.busy_retry_seconds)
+                                        retry_after_seconds=retry_after)
         app.state.store = make_store(settings)
-        app.state.admission = Admission(settings.max_concurrent_analyses,
-                                        settings.busy_retry_seconds)
+        app.state.admission = Admission(settings.max_concurrent_analyses, retry_after)
         app.state.tasks = set()
         log.info("gateway ready to accept requests",
                  extra={"fusion": settings.fusion_addr,

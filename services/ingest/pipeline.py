@@ -24,6 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from dfmesh.preprocess.waveform import SAMPLE_RATE as AUDIO_SAMPLE_RATE
 from dfmesh.runtime import metrics
 from dfmesh.runtime.errors import DfmeshError
 from dfmesh.runtime.tracing import span
@@ -276,9 +277,9 @@ async def _ingest(request: UploadRequest, chunks: AsyncIterator[bytes],
             if audio_task is not None:
                 pcm = await _audio_result(audio_task, probe, summary)
                 audio_task = None
-                for start, data in pcm_chunks(pcm, settings.audio_sample_rate,
+                for start, data in pcm_chunks(pcm, AUDIO_SAMPLE_RATE,
                                               settings.audio_chunk_seconds):
-                    yield AudioResult(settings.audio_sample_rate, start, data)
+                    yield AudioResult(AUDIO_SAMPLE_RATE, start, data)
                 summary.audio_num_samples = len(pcm) // BYTES_PER_SAMPLE
             elif probe.kind is not MediaKind.IMAGE:
                 summary.notes.append("no audio track")
@@ -322,7 +323,7 @@ def _decodable_video(path: Path, tmp: Path, timeout: float) -> tuple[Path, bool]
 
 async def _timed_audio(path: Path, settings: IngestSettings, clock: Stopwatch) -> bytes:
     with clock.time("audio"), span("ingest.audio"):
-        return await decode_audio_pcm(path, settings.audio_sample_rate,
+        return await decode_audio_pcm(path, AUDIO_SAMPLE_RATE,
                                       settings.tool_timeout_seconds)
 
 
