@@ -166,6 +166,10 @@ def test_health_readiness_metrics_and_openapi(gateway, client) -> None:
     assert "multipart/form-data" in post["requestBody"]["content"]
     assert {"413", "415", "422", "429", "503"} <= set(post["responses"])
     assert schema["components"]["schemas"]["AnalysisStatus"]["examples"]
+    schemas = schema["components"]["schemas"]
+    assert schemas["BranchReport"]["properties"]["status"]["enum"] == [
+        "OK", "FALLBACK", "NO_INPUT", "MISSING", "NOT_RUN"]
+    assert schemas["AnalysisResult"]["examples"][0]["branches"]["visual"]["modelVersion"]
 
 
 def test_unknown_analysis_is_404(gateway, client) -> None:
