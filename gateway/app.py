@@ -22,6 +22,7 @@ from gateway.analyses import Admission
 from gateway.auth import ApiKeyMiddleware
 from gateway.errors import ApiError
 from gateway.fusion import FusionClient
+from gateway.models import with_event_schemas
 from gateway.routes import router
 from gateway.settings import GatewaySettings
 from gateway.store import AnalysisStore, MemoryStore, RedisStore
@@ -135,6 +136,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                     "and the analysis is followed with GET or server-sent events.",
         lifespan=lifespan,
     )
+    default_openapi = app.openapi
+    app.openapi = lambda: with_event_schemas(default_openapi())  # type: ignore[method-assign]
     keys = settings.client_keys()
     if keys:
         app.add_middleware(ApiKeyMiddleware, keys=keys,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
 BranchStatus = Literal["OK", "FALLBACK", "NO_INPUT", "MISSING", "NOT_RUN"]
 ANALYSIS_ID = "3f2c9b6e0c0d4f7e9a51d1c5a8e1b2c4"
@@ -49,9 +49,44 @@ EXAMPLE_RESULT: dict[str, Any] = {
     "method": "fusion", "threshold": 0.76,
     "clip": {"kind": "VIDEO", "container": "mov,mp4,m4a,3gp,3g2,mj2", "videoCodec": "h264",
              "audioCodec": "aac", "durationSeconds": 10.0, "fps": 25.0, "width": 1280,
-             "height": 720, "frameCount": 250, "hasVideo": True, "hasAudio": True,
-             "audioSampleRate": 44100, "sizeBytes": 1843211},
+             "height": 720, "frameCount": "250", "hasVideo": True, "hasAudio": True,
+             "audioSampleRate": 44100, "sizeBytes": "1843211",
+             "sha256": "9b2f0c5e0d6a4b7c8e1f2a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f"},
 }
+
+
+class ClipInfo(BaseModel):
+    """What ingest found, as protobuf JSON: fields at their default are left out, and
+    64-bit counts are decimal strings."""
+
+    analysisId: str = ""
+    kind: Literal["MEDIA_KIND_UNSPECIFIED", "VIDEO", "IMAGE", "AUDIO"] = "MEDIA_KIND_UNSPECIFIED"
+    container: str = ""
+    videoCodec: str = ""
+    audioCodec: str = ""
+    durationSeconds: float = 0.0
+    fps: float = 0.0
+    width: int = 0
+    height: int = 0
+    frameCount: str = Field("0", description="uint64, as a decimal string")
+    hasVideo: bool = False
+    hasAudio: bool = False
+    audioSampleRate: int = 0
+    transcoded: bool = Field(False, description="OpenCV could not read it: ffmpeg transcoded it")
+    sha256: str = ""
+    sizeBytes: str = Field("0", description="uint64, as a decimal string")
+
+
+class ProgressEvent(BaseModel):
+    """The data of a `progress` server-sent event."""
+
+    stage: Literal["QUEUED", "EXTRACTING_FRAMES", "RUNNING_MODELS", "FINAL_CLASSIFICATION"]
+    stageName: Literal["Queued", "Extracting frames", "Running models", "Final classification"]
+    percent: float = Field(ge=0, le=100)
+    message: str
+    branch: str = Field(description="set when that branch finished")
+    branchState: Literal["", "OK", "FALLBACK", "NO_INPUT", "MISSING", "NOT_RUN"] = Field(
+        description="with branch: how it finished")
 
 
 class BranchReport(BaseModel):
@@ -91,14 +126,20 @@ class AnalysisResult(BaseModel):
     fusionMode: str = Field(description="logreg | adaptive")
     method: str = Field(description="fusion | plain_frames | mri | temporal")
     threshold: float = Field(description="Deepfake where probFake >= threshold")
-    clip: dict[str, Any] | None = Field(
-        description="what ingest found (ClipInfo as JSON; fields at their default omitted)")
+    clip: ClipInfo | None = Field(description="what ingest found")
+
+    @field_serializer("clip")
+    def _clip_as_sent(self, clip: ClipInfo | None):
+        # As protobuf JSON: the fields the server left out stay out. No return annotation:
+        # pydantic would publish it as the field's schema instead of ClipInfo's.
+        return None if clip is None else clip.model_dump(exclude_unset=True)
 
 
 class AnalysisStatus(BaseModel):
     """The first source design's shape; `result` is the full breakdown when complete."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [
+    model_config = ConfigDict(json_schema_serialization_defaults_required=True,
+                              json_schema_extra={"examples": [
         {"analysisId": ANALYSIS_ID, "status": "running", "percent": 40.0,
          "stageName": "Running models", "message": "visual ok (2/6)", "result": None,
          "error": None},
@@ -132,7 +173,8 @@ class AnalysisAccepted(BaseModel):
 
 
 class ErrorBody(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [
+    model_config = ConfigDict(json_schema_serialization_defaults_required=True,
+                              json_schema_extra={"examples": [
         {"status": "error", "code": "too_large", "percent": 0, "stageName": "Queued",
          "result": None, "error": "the upload is larger than the limit of 512 MiB; "
                                   "trim or re-encode the clip and try again"}]})
@@ -143,3 +185,12 @@ class ErrorBody(BaseModel):
     percent: float = 0
     stageName: str = "Queued"
     result: None = None
+
+
+def with_event_schemas(schema: dict[str, Any]) -> dict[str, Any]:
+    """The OpenAPI document plus the server-sent events' data (FastAPI lists only the
+    bodies routes return): ProgressEvent, beside AnalysisResult and ErrorBody."""
+    schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+    schemas.setdefault("ProgressEvent", ProgressEvent.model_json_schema(
+        ref_template="#/components/schemas/{model}", mode="serialization"))
+    return schema

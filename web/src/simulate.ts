@@ -30,10 +30,16 @@ export function simulate(handlers: Handlers): () => void {
       missingBranches: [],
       degraded: false,
       earlyExit: false,
+      fromCache: false,
+      warnings: [],
       explanation: "Simulated result: no model looked at this file.",
       timingsMs: {},
       fusionHead: "simulated",
+      fusionMode: "logreg",
+      method: "fusion",
       analysisId: "simulated",
+      traceId: "",
+      clip: null,
       simulated: true,
     };
     handlers.onResult(result);
