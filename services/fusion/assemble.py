@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import replace
 
 from deepfake.v1 import media_pb2
 from dfmesh.branches import BRANCH_NAMES
 from dfmesh.runtime import metrics
 from services.fusion.explain import explain
 from services.fusion.fusion import FusionBundle, decide
-from services.fusion.outcome import AnalysisOutcome, BranchOutcome, BranchState, Verdict
+from services.fusion.outcome import AnalysisOutcome, BranchOutcome, BranchState, Stage, Verdict
 from services.fusion.plan import KIND_NOTES
+from services.fusion.progress import Progress, models_percent
 from services.fusion.scoring import Score, fusion_features, score, usable_results
 
 log = logging.getLogger(__name__)
@@ -81,3 +83,21 @@ def record_metrics(outcome: AnalysisOutcome) -> None:
     log.info("analysis done", extra={"verdict": outcome.verdict, "head": outcome.fusion_head,
                                      "degraded": outcome.degraded,
                                      "total_ms": round(outcome.timings_ms.get("total", 0))})
+
+
+def replay_cached(cached: AnalysisOutcome, progress: Progress, *, analysis_id: str,
+                  clip: media_pb2.ClipInfo | None, ingest_ms: float | None,
+                  total_ms: float) -> AnalysisOutcome:
+    """A result from the cache as this analysis's: its id, clip and timings, and the progress
+    a client shows (each branch's outcome, as the cached result has it)."""
+    ran = [b for b in cached.branches.values() if b.state is not BranchState.NOT_RUN]
+    for done, branch in enumerate(ran, start=1):
+        progress(Stage.RUNNING_MODELS, models_percent(done, len(ran)),
+                 f"{branch.name} {branch.state.replace('_', ' ')} (cached result)",
+                 branch=branch.name, branch_state=branch.state)
+    progress(Stage.FINAL_CLASSIFICATION, 100.0, "Final classification (cached result)")
+    log.info("analysis answered from the result cache",
+             extra={"verdict": cached.verdict, "total_ms": round(total_ms)})
+    timings = {"ingest": ingest_ms} if ingest_ms is not None else {}
+    return replace(cached, analysis_id=analysis_id, clip=clip, from_cache=True,
+                   timings_ms={**timings, "total": total_ms})

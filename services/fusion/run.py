@@ -10,18 +10,17 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from grpc import aio
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
-from deepfake.v1 import branch_pb2, ingest_pb2, media_pb2
-from dfmesh.errors import DfmeshError, InvalidInput, LimitExceeded
+from deepfake.v1 import branch_pb2, media_pb2
+from dfmesh.errors import DfmeshError, InvalidInput
 from dfmesh.runtime import metrics
 from dfmesh.runtime.tracing import span, tracer
-from services.fusion.assemble import assemble, record_metrics
+from services.fusion.assemble import assemble, record_metrics, replay_cached
 from services.fusion.branch_call import call_branch, gate_says_real, ingest_error
 from services.fusion.outcome import (
     AnalysisOptions,
@@ -42,6 +41,7 @@ from services.fusion.progress import (
     models_percent,
 )
 from services.fusion.routing import Feed, embeddings_feed, route, without_full_frame
+from services.fusion.upload import UploadForwarder
 
 if TYPE_CHECKING:
     from services.fusion.orchestrator import Orchestrator
@@ -59,7 +59,6 @@ class AnalysisRun:
                  emit: Callable[[ProgressEvent], None]) -> None:
         self.o = orchestrator
         self.settings = orchestrator.settings
-        self.upload, self.chunks = upload, chunks
         self.analysis_id = upload.analysis_id or uuid.uuid4().hex
         self.method = options.method or Method.FUSION
         self.mode = options.fusion_mode or self.settings.fusion_mode
@@ -70,6 +69,8 @@ class AnalysisRun:
             self.ingest_options.CopyFrom(options.ingest)
         self.ingest_options.include_full_frames = self.settings.full_frames
         self.ingest_options.full_frames_only_without_faces = True
+        self.upload = UploadForwarder(upload, self.ingest_options, chunks,
+                                      self.settings.max_upload_bytes, self._stop_ingest)
         self.progress = Progress(emit)
         self.clip: media_pb2.ClipInfo | None = None
         self.plan = BranchPlan(())
@@ -77,8 +78,6 @@ class AnalysisRun:
         self.outcomes: dict[str, BranchOutcome] = {}
         self.frames_seen = 0
         self.expected_frames = self.ingest_options.num_frames or DEFAULT_NUM_FRAMES
-        self.upload_bytes = 0
-        self.upload_error: DfmeshError | None = None
         self.early_exit = False
         self.timings: dict[str, float] = {}
         self.ingest_task: asyncio.Task | None = None
@@ -105,8 +104,8 @@ class AnalysisRun:
         try:
             await asyncio.wait({self.ingest_task})
             if self.ingest_task.cancelled():
-                if self.upload_error is not None:
-                    raise self.upload_error
+                if self.upload.error is not None:
+                    raise self.upload.error
                 if not self.early_exit:
                     raise asyncio.CancelledError
             elif (exc := self.ingest_task.exception()) is not None:
@@ -168,38 +167,17 @@ class AnalysisRun:
         return found is not None
 
     def _cached_result(self, cached: AnalysisOutcome, start: float) -> AnalysisOutcome:
-        timings = {k: v for k, v in self.timings.items() if k == "ingest"}
-        timings["total"] = (time.perf_counter() - start) * 1000
         self.span.set_attribute("from_cache", True)
-        # The progress a client shows: each branch's outcome, as the cached result has it.
-        ran = [b for b in cached.branches.values() if b.state is not BranchState.NOT_RUN]
-        for done, branch in enumerate(ran, start=1):
-            self.progress(Stage.RUNNING_MODELS, models_percent(done, len(ran)),
-                          f"{branch.name} {branch.state.replace('_', ' ')} (cached result)",
-                          branch=branch.name, branch_state=branch.state)
-        self.progress(Stage.FINAL_CLASSIFICATION, 100.0, "Final classification (cached result)")
-        log.info("analysis answered from the result cache",
-                 extra={"verdict": cached.verdict, "total_ms": round(timings["total"])})
-        return replace(cached, analysis_id=self.analysis_id, timings_ms=timings,
-                       clip=self.clip, from_cache=True)
+        total_ms = (time.perf_counter() - start) * 1000
+        return replay_cached(cached, self.progress, analysis_id=self.analysis_id,
+                             clip=self.clip, ingest_ms=self.timings.get("ingest"),
+                             total_ms=total_ms)
 
     # --- ingest ---
-    async def _ingest_requests(self) -> AsyncIterator[ingest_pb2.IngestRequest]:
-        yield ingest_pb2.IngestRequest(header=ingest_pb2.IngestHeader(
-            upload=self.upload, options=self.ingest_options))
-        try:
-            async for chunk in self.chunks:
-                self.upload_bytes += len(chunk)
-                if self.upload_bytes > self.settings.max_upload_bytes:
-                    raise LimitExceeded(
-                        f"upload exceeds the limit of {self.settings.max_upload_bytes} bytes")
-                yield ingest_pb2.IngestRequest(data=chunk)
-        except DfmeshError as exc:
-            # Raising here would only reach gRPC's request consumer: stop ingest instead and
-            # let run() report the caller's mistake.
-            self.upload_error = exc
-            if self.ingest_task is not None:
-                self.ingest_task.cancel()
+    def _stop_ingest(self, _: DfmeshError) -> None:
+        """The upload was refused: stop ingest; run() reports the caller's mistake."""
+        if self.ingest_task is not None:
+            self.ingest_task.cancel()
 
     async def _pump_ingest(self) -> None:
         with span("fusion.ingest"):
@@ -208,7 +186,7 @@ class AnalysisRun:
     async def _pump_ingest_stream(self) -> None:
         start = time.perf_counter()
         self.progress(Stage.EXTRACTING_FRAMES, EXTRACT_START, "Extracting frames")
-        call = self.o.upstreams.ingest(self._ingest_requests(),
+        call = self.o.upstreams.ingest(self.upload.requests(),
                                        timeout=self.settings.ingest_deadline_seconds)
         try:
             async for packet in call:
@@ -223,8 +201,8 @@ class AnalysisRun:
             call.cancel()
             raise
         except aio.AioRpcError as exc:
-            if self.upload_error is not None:
-                raise self.upload_error from None
+            if self.upload.error is not None:
+                raise self.upload.error from None
             retry = dict(exc.trailing_metadata() or ()).get("retry-after")
             raise ingest_error(exc.code(), exc.details() or "", retry,
                                self.o.upstreams.ingest_address) from None
