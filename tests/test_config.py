@@ -45,4 +45,14 @@ def test_a_bad_value_stops_the_service_naming_the_variable(
     err = capsys.readouterr().err
     assert "invalid configuration for FusionSettings" in err
     assert "DFMESH_SYNC_DEADLINE_SECONDS (or DFMESH_FUSION_SYNC_DEADLINE_SECONDS)" in err
-    assert "greater than 0" in err and "'-1'" in err
+    assert "greater than 0" in err
+
+
+def test_a_bad_value_is_not_repeated_in_the_error(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("DFMESH_TEMPORAL_MAX_FRAMES", "s3cret-not-a-number")
+    with pytest.raises(SystemExit):
+        load_settings(TemporalSettings)
+    err = capsys.readouterr().err
+    assert "DFMESH_MAX_FRAMES (or DFMESH_TEMPORAL_MAX_FRAMES)" in err
+    assert "s3cret" not in err

@@ -131,6 +131,7 @@ def load_settings(cls: type[S], **overrides: Any) -> S:
         for err in exc.errors():
             field = "_".join(str(p) for p in err["loc"]).upper()
             names = f"{prefix}{field}" + (f" (or {own}{field})" if own and field else "")
-            lines.append(f"  {names}: {err['msg']} (got {err.get('input')!r})")
+            # The value itself stays out: it may be a secret (an API key, a TLS path).
+            lines.append(f"  {names}: {err['msg']}")
         print("\n".join(lines), file=sys.stderr)
         raise SystemExit(2) from None
