@@ -20,34 +20,26 @@ import time
 from pathlib import Path
 
 from deepfake.v1 import branch_pb2
-from dfmesh.runtime.model_server import ModelServer, ModelServerSettings
-from dfmesh.runtime.server import running
-from services.audio.service import AudioServer, AudioSettings
-from services.mri.service import MriServer, MriSettings
-from services.sync.service import SyncServer, SyncSettings
-from services.temporal.service import TemporalServer, TemporalSettings
-from services.tiny_gate.service import TinyGateServer, TinyGateSettings
-from services.visual.service import VisualServer, VisualSettings
-from tests.branch_support import (
-    SHIPPED_MODELS,
+from devkit.branch_requests import (
     analyze,
     audio_requests,
-    decode_pcm,
-    dense_mouths,
     dense_requests,
-    face_crops,
     frame_requests,
     header,
+)
+from devkit.known_models import SHIPPED_MODELS
+from devkit.media import (
+    decode_pcm,
+    dense_mouths,
+    face_crops,
+    shared_data_dir,
     speech_file,
     talking_clip,
 )
-from tests.conftest import shared_data_dir
+from dfmesh.runtime.server import running
+from services.branch_servers import branch_servers
 
-SERVERS: dict[str, tuple[type[ModelServer], type[ModelServerSettings]]] = {
-    "tiny_gate": (TinyGateServer, TinyGateSettings), "visual": (VisualServer, VisualSettings),
-    "audio": (AudioServer, AudioSettings), "temporal": (TemporalServer, TemporalSettings),
-    "sync": (SyncServer, SyncSettings), "mri": (MriServer, MriSettings),
-}
+SERVERS = branch_servers()
 
 
 def build_requests(branch: str, embeddings: list[branch_pb2.FrameEmbedding]

@@ -15,24 +15,16 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 from deepfake.v1 import branch_pb2, ingest_pb2, media_pb2
-from dfmesh.runtime.model_server import BranchServicer, ModelServer
-from services.audio.service import AudioServer, AudioSettings
+from dfmesh.runtime.branch_servicer import BranchServicer
+from dfmesh.runtime.model_server import ModelServer
+from services.branch_servers import branch_servers
 from services.fusion.fusion import load_bundle
 from services.fusion.orchestrator import AnalysisOptions, AnalysisOutcome, Orchestrator
 from services.fusion.settings import FusionSettings
 from services.ingest.servicer import IngestService, IngestServicer
 from services.ingest.settings import IngestSettings
-from services.mri.service import MriServer, MriSettings
-from services.sync.service import SyncServer, SyncSettings
-from services.temporal.service import TemporalServer, TemporalSettings
-from services.tiny_gate.service import TinyGateServer, TinyGateSettings
-from services.visual.service import VisualServer, VisualSettings
 
-BRANCH_SERVERS = {
-    "tiny_gate": (TinyGateServer, TinyGateSettings), "visual": (VisualServer, VisualSettings),
-    "audio": (AudioServer, AudioSettings), "temporal": (TemporalServer, TemporalSettings),
-    "sync": (SyncServer, SyncSettings), "mri": (MriServer, MriSettings),
-}
+BRANCH_SERVERS = branch_servers()
 CHUNK = 1 << 20
 
 

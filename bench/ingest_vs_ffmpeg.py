@@ -27,8 +27,8 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
 
+# dfmesh, deepfake and services come from the editable install (scripts/setup.sh).
 import cv2  # noqa: E402
 
 from deepfake.v1 import ingest_pb2, ingest_pb2_grpc, media_pb2  # noqa: E402

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -222,23 +223,27 @@ def table(report: dict) -> str:
 
 
 def _own_mesh_run(args: argparse.Namespace, sizes: dict[str, int], image: bytes) -> dict:
-    """Start the mesh (tests.mesh, the shipped models unless DFMESH_TEST_SHIPPED_MODELS=0)
-    and a gateway with limit `args.limit` on every hop, run, stop."""
-    from tests import mesh as mesh_support
+    """Start the mesh (dfmesh.launcher; the shipped models unless
+    DFMESH_TEST_SHIPPED_MODELS=0) and a gateway with limit `args.limit` on every hop, run,
+    stop."""
+    from devkit.known_models import build_test_repo
+    from dfmesh.launcher import isolated_env, start_gateway, start_mesh
 
     limits = {"DFMESH_MAX_CONCURRENT_ANALYSES": str(args.limit),
               "DFMESH_MAX_CONCURRENT_INGESTS": str(args.limit),
               "DFMESH_BUSY_RETRY_SECONDS": "2", "DFMESH_LOG_LEVEL": "WARNING"}
     with tempfile.TemporaryDirectory(prefix="dfmesh-load-") as tmp:
-        mesh = mesh_support.start_mesh(Path(tmp), **limits)
+        repo = Path(tmp) / "models"
+        build_test_repo(repo, prefer_shipped=os.environ.get("DFMESH_TEST_SHIPPED_MODELS") != "0")
+        mesh = start_mesh(Path(tmp) / "logs", isolated_env(DFMESH_MODEL_REPO=str(repo), **limits))
         try:
-            gateway, url = mesh_support.start_gateway(mesh.env, mesh.logs, **limits)
+            gateway, url = start_gateway(mesh.env, mesh.logs, **limits)
             mesh.extra.append(gateway)
             pids = {p.name: p.popen.pid for p in mesh.processes + mesh.extra}
             return asyncio.run(run_load(url, image, limit=args.limit, pids=pids,
                                         fusion_addr=mesh.fusion_addr, **sizes))
         finally:
-            mesh_support.stop(mesh.processes + mesh.extra)
+            mesh.stop()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""The local mesh as real processes (tests.mesh starts them) and what is measured through it:
+"""The local mesh as real processes (dfmesh.launcher starts them) and what is measured through it:
 per-clip latency and stages, throughput under concurrency, CPU seconds and memory per
 service from /proc."""
 
@@ -47,11 +47,17 @@ def build_repo(root: Path, models: str) -> str:
     """A model repository at `root`; returns what it holds.
 
     shipped: every model from models/ where that holds a complete release, else test-built
-    throughout (tests/fusion_support.build_test_repo); mixed: each model from models/ where
+    throughout (devkit.known_models.build_test_repo); mixed: each model from models/ where
     it has been exported, test-built for the rest (timing before every model is trained);
     test: small real ONNX models with known outputs and a real LR fusion bundle."""
-    from tests.branch_support import SHIPPED_MODELS, build_model
-    from tests.fusion_support import KNOWN_MODELS, build_fusion_bundle, build_test_repo, shipped
+    from devkit.known_models import (
+        KNOWN_MODELS,
+        SHIPPED_MODELS,
+        build_fusion_bundle,
+        build_model,
+        build_test_repo,
+        shipped,
+    )
 
     if models != "mixed":
         return build_test_repo(root, prefer_shipped=models == "shipped")
@@ -74,28 +80,19 @@ def build_repo(root: Path, models: str) -> str:
 
 @contextmanager
 def local_mesh(workdir: Path, models: str, **env: str) -> Iterator[RunningMesh]:
-    """Every gRPC service as its own process on loopback (tests.mesh's launcher), SERVING,
-    on a model repository from `build_repo`."""
-    from tests import mesh as support
+    """Every gRPC service as its own process on loopback (dfmesh.launcher), SERVING, on a
+    model repository from `build_repo`."""
+    from dfmesh.launcher import isolated_env, start_mesh
 
-    logs = workdir / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
     repo = workdir / "models"
     kind = build_repo(repo, models)
-    ports = {name: support.free_port() for name in support.GRPC_SERVICES}
-    full_env = support.base_env(DFMESH_MODEL_REPO=str(repo), **{**BENCH_ENV, **env})
-    for name, port in ports.items():
-        full_env[f"DFMESH_{name.upper()}_ADDR"] = f"127.0.0.1:{port}"
-    processes = [support.launch(f"services.{n}", n, ports[n], full_env, logs)
-                 for n in support.GRPC_SERVICES]
+    mesh = start_mesh(workdir / "logs", isolated_env(DFMESH_MODEL_REPO=str(repo),
+                                                     **{**BENCH_ENV, **env}))
     try:
-        support.wait_until(lambda: all(support.grpc_serving(ports[n])
-                                       for n in support.GRPC_SERVICES),
-                           processes, support.STARTUP_SECONDS, "the mesh")
-        yield RunningMesh(full_env["DFMESH_FUSION_ADDR"], repo, kind,
-                          {p.name: p.popen.pid for p in processes}, full_env)
+        yield RunningMesh(mesh.fusion_addr, repo, kind,
+                          {p.name: p.popen.pid for p in mesh.processes}, mesh.env)
     finally:
-        support.stop(processes)
+        mesh.stop()
 
 
 @dataclass(frozen=True)

@@ -78,9 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     status.set_defaults(func=cmd_status)
     try:
         from dfmesh import cli_analyze
-    except ImportError:
-        cli_analyze = None
-    if cli_analyze is not None:
+    except ImportError:  # an install without the client's extras: no `analyze`
+        pass
+    else:
         cli_analyze.add_parser(sub)
     return parser
 

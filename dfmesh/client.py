@@ -42,6 +42,7 @@ class Progress:
     percent: float
     message: str
     branch: str = ""
+    branch_state: str = ""   # with branch: OK, FALLBACK, NO_INPUT, MISSING or NOT_RUN
 
 
 STAGE_NAMES = {orchestrator_pb2.QUEUED: "Queued",
@@ -81,8 +82,10 @@ async def _send_file(call: aio.StreamStreamCall, path: Path) -> None:
 
 
 def progress_from_pb(progress: orchestrator_pb2.Progress) -> Progress:
+    state = (_enum_name(orchestrator_pb2.BranchState, progress.branch_state, "BRANCH_STATE_")
+             if progress.branch_state else "")
     return Progress(STAGE_NAMES.get(progress.stage, "Queued"), progress.percent,
-                    progress.message, progress.branch)
+                    progress.message, progress.branch, state)
 
 
 class Client:
@@ -154,8 +157,11 @@ def _enum_name(enum: Any, value: int, prefix: str = "") -> str:
 
 def branch_to_dict(report: orchestrator_pb2.BranchReport, missing: bool) -> dict[str, Any]:
     """status: OK, FALLBACK, NO_INPUT, MISSING (down, failed, late) or NOT_RUN (early exit,
-    method, or a file kind the branch does not apply to)."""
-    if report.status != branch_pb2.BRANCH_STATUS_UNSPECIFIED:
+    method, or a file kind the branch does not apply to): the report's state; from its
+    branch status and the missing list where a server older than the state sent none."""
+    if report.state != orchestrator_pb2.BRANCH_STATE_UNSPECIFIED:
+        status = _enum_name(orchestrator_pb2.BranchState, report.state, "BRANCH_STATE_")
+    elif report.status != branch_pb2.BRANCH_STATUS_UNSPECIFIED:
         status = branch_pb2.BranchStatus.Name(report.status)
     else:
         status = "MISSING" if missing else "NOT_RUN"

@@ -22,14 +22,12 @@ from pathlib import Path
 
 import atheris
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
-
 # Libraries imported before instrumentation stay uninstrumented: coverage is ours.
-import cv2  # noqa: E402
-import grpc  # noqa: E402, F401
-import numpy  # noqa: E402, F401
-import pydantic_settings  # noqa: E402, F401
+# dfmesh and services come from the editable install (scripts/setup.sh).
+import cv2
+import grpc  # noqa: F401
+import numpy  # noqa: F401
+import pydantic_settings  # noqa: F401
 
 with atheris.instrument_imports():
     from dfmesh.runtime.errors import DfmeshError

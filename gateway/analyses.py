@@ -94,19 +94,19 @@ async def run_analysis(fusion: FusionClient, store: AnalysisStore, *, analysis_i
         raise
     except asyncio.CancelledError:
         # The client went away (/analyze) or the gateway is stopping: say so to followers.
-        exc = ApiError(499, "cancelled", "the analysis was cancelled before it finished")
+        cancelled = ApiError(499, "cancelled", "the analysis was cancelled before it finished")
         with contextlib.suppress(Exception):
             await asyncio.shield(store.publish(
-                analysis_id, {"type": "error", "data": exc.to_dict()},
-                error_snapshot(analysis_id, exc, last)))
+                analysis_id, {"type": "error", "data": cancelled.to_dict()},
+                error_snapshot(analysis_id, cancelled, last)))
         raise
     except Exception:
         log.exception("analysis failed unexpectedly")
-        exc = ApiError(500, "internal", "the analysis failed; the gateway log has details")
-        metrics.GATEWAY_ANALYSES.labels(exc.code).inc()
-        await store.publish(analysis_id, {"type": "error", "data": exc.to_dict()},
-                            error_snapshot(analysis_id, exc, last))
-        raise exc from None
+        internal = ApiError(500, "internal", "the analysis failed; the gateway log has details")
+        metrics.GATEWAY_ANALYSES.labels(internal.code).inc()
+        await store.publish(analysis_id, {"type": "error", "data": internal.to_dict()},
+                            error_snapshot(analysis_id, internal, last))
+        raise internal from None
     metrics.GATEWAY_ANALYSES.labels("complete").inc()
     final = complete_snapshot(analysis_id, result)
     await store.publish(analysis_id, {"type": "result", "data": result}, final)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,6 +22,7 @@ from gateway.analyses import Admission
 from gateway.auth import ApiKeyMiddleware
 from gateway.errors import ApiError
 from gateway.fusion import FusionClient
+from gateway.models import with_event_schemas
 from gateway.routes import router
 from gateway.settings import GatewaySettings
 from gateway.store import AnalysisStore, MemoryStore, RedisStore
@@ -41,11 +43,11 @@ built web UI at <code>{dist}</code>.</p>
 
 def make_store(settings: GatewaySettings) -> AnalysisStore:
     """Redis when DFMESH_REDIS_URL is set (shared by replicas), else this process's memory."""
-    kwargs = dict(result_ttl_seconds=settings.result_ttl_seconds,
-                  running_ttl_seconds=settings.analysis_timeout_seconds)
+    ttl, running_ttl = settings.result_ttl_seconds, settings.analysis_timeout_seconds
     if settings.redis_url:
-        return RedisStore(settings.redis_url, **kwargs)
-    return MemoryStore(**kwargs)
+        return RedisStore(settings.redis_url, result_ttl_seconds=ttl,
+                          running_ttl_seconds=running_ttl)
+    return MemoryStore(result_ttl_seconds=ttl, running_ttl_seconds=running_ttl)
 
 
 class HttpMetricsMiddleware:
@@ -108,11 +110,11 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         channel = create_channel(settings.fusion_addr, settings)
         app.state.settings = settings
+        retry_after = math.ceil(settings.busy_retry_seconds)  # HTTP's Retry-After is whole
         app.state.fusion = FusionClient(channel, timeout_seconds=settings.analysis_timeout_seconds,
-                                        retry_after_seconds=settings.busy_retry_seconds)
+                                        retry_after_seconds=retry_after)
         app.state.store = make_store(settings)
-        app.state.admission = Admission(settings.max_concurrent_analyses,
-                                        settings.busy_retry_seconds)
+        app.state.admission = Admission(settings.max_concurrent_analyses, retry_after)
         app.state.tasks = set()
         log.info("gateway ready to accept requests",
                  extra={"fusion": settings.fusion_addr,
@@ -134,6 +136,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                     "and the analysis is followed with GET or server-sent events.",
         lifespan=lifespan,
     )
+    default_openapi = app.openapi
+    app.openapi = lambda: with_event_schemas(default_openapi())  # type: ignore[method-assign]
     keys = settings.client_keys()
     if keys:
         app.add_middleware(ApiKeyMiddleware, keys=keys,

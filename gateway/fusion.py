@@ -27,6 +27,8 @@ def progress_to_dict(progress: orchestrator_pb2.Progress) -> dict[str, Any]:
         "percent": round(float(progress.percent), 1),
         "message": progress.message,
         "branch": progress.branch,
+        "branchState": orchestrator_pb2.BranchState.Name(progress.branch_state)
+        .removeprefix("BRANCH_STATE_") if progress.branch_state else "",
     }
 
 
@@ -78,9 +80,10 @@ class FusionClient:
                     result = result_to_dict(event.result)
         except (asyncio.CancelledError, aio.AioRpcError, asyncio.InvalidStateError) as exc:
             # The writer cancels the call when the upload itself fails (413): report that.
-            if writer is not None and writer.done() and not writer.cancelled() \
-                    and writer.exception() is not None:
-                raise writer.exception() from None
+            failed = (writer.exception() if writer is not None and writer.done()
+                      and not writer.cancelled() else None)
+            if failed is not None:
+                raise failed from None
             if isinstance(exc, aio.AioRpcError):
                 raise error_from_rpc(exc, self.retry_after_seconds) from None
             if isinstance(exc, asyncio.InvalidStateError):  # the call ended under the header

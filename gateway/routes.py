@@ -14,89 +14,23 @@ from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.analyses import Admission, new_analysis_id, run_analysis, run_spooled, running_snapshot
 from gateway.errors import ApiError
 from gateway.fusion import FusionClient
+from gateway.models import AnalysisAccepted, AnalysisStatus, ErrorBody
 from gateway.settings import GatewaySettings
 from gateway.store import AnalysisStore
 from gateway.uploads import MultipartFileStream, check_declared_length
 
 router = APIRouter()
 
-EXAMPLE_RESULT = {
-    "verdict": "Authentic", "confidence": 91.4, "probFake": 0.086, "threshold": 0.5,
-    "features": {"visual_prob_mean": 0.07, "audio_prob_fake": 0.12, "sync_prob": 0.83},
-    "branches": {"visual": {"status": "OK", "probFake": 0.07, "features": {},
-                            "model": {"name": "visual-resnet18", "version": "1"},
-                            "detail": "", "latencyMs": 812.0}},
-    "missingBranches": [], "degraded": False, "earlyExit": False,
-    "explanation": "no visual artifacts; audio consistent with lip motion",
-    "timingsMs": {"ingest": 1450.0, "total": 3890.0}, "fusionHead": "5way",
-    "analysisId": "3f2c9b6e0c0d4f7e9a51d1c5a8e1b2c4", "traceId": "",
-}
-
-
-class AnalysisStatus(BaseModel):
-    """The first source design's shape; `result` is the full breakdown when complete."""
-
-    model_config = ConfigDict(json_schema_extra={"examples": [
-        {"analysisId": EXAMPLE_RESULT["analysisId"], "status": "running", "percent": 40.0,
-         "stageName": "Running models", "message": "visual done", "result": None,
-         "error": None},
-        {"analysisId": EXAMPLE_RESULT["analysisId"], "status": "complete", "percent": 100.0,
-         "stageName": "Final classification", "message": "", "result": EXAMPLE_RESULT,
-         "error": None},
-    ]})
-
-    analysisId: str
-    status: str = Field(description="running | complete | error")
-    percent: float = Field(ge=0, le=100)
-    stageName: str = Field(
-        description="Queued | Extracting frames | Running models | Final classification")
-    message: str = ""
-    result: dict[str, Any] | None = Field(
-        None, description="verdict (Deepfake|Authentic), confidence (0-100), probFake, "
-                          "branches, features, missingBranches, degraded, earlyExit, "
-                          "explanation, timingsMs, fusionHead, model versions per branch")
-    error: str | None = None
-    errorCode: str | None = None
-    httpStatus: int | None = None
-
-
-class AnalysisAccepted(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [
-        {"analysisId": EXAMPLE_RESULT["analysisId"], "status": "running",
-         "statusUrl": "/v1/analyses/3f2c9b6e0c0d4f7e9a51d1c5a8e1b2c4",
-         "eventsUrl": "/v1/analyses/3f2c9b6e0c0d4f7e9a51d1c5a8e1b2c4/events"}]})
-
-    analysisId: str
-    status: str
-    statusUrl: str
-    eventsUrl: str
-
-
-class ErrorBody(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [
-        {"status": "error", "code": "too_large", "percent": 0, "stageName": "Queued",
-         "result": None, "error": "the upload is larger than the limit of 512 MiB; "
-                                  "trim or re-encode the clip and try again"}]})
-
-    status: str = "error"
-    code: str
-    error: str
-    percent: float = 0
-    stageName: str = "Queued"
-    result: None = None
-
-
 UPLOAD_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {
     "schema": {"type": "object", "required": ["file"], "properties": {
         "file": {"type": "string", "format": "binary",
                  "description": "a video, audio file or image; the type is read from its "
                                 "bytes, not its name"}}}}}}}
-ERRORS = {
+ERRORS: dict[int | str, dict[str, Any]] = {
     413: {"model": ErrorBody, "description": "larger than DFMESH_MAX_UPLOAD_BYTES"},
     415: {"model": ErrorBody, "description": "not a video, audio or image file"},
     422: {"model": ErrorBody, "description": "no file field, empty, undecodable, too long, "

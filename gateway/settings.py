@@ -24,7 +24,8 @@ class GatewaySettings(ServiceSettings):
 
     max_upload_bytes: int = Field(512 * MiB, ge=1, description="larger uploads get 413")
     max_concurrent_analyses: int = Field(2, ge=1, description="more at once get 429")
-    busy_retry_seconds: int = Field(5, ge=1, description="Retry-After sent with 429")
+    busy_retry_seconds: float = Field(5.0, ge=1, description="Retry-After sent with 429 "
+                                      "(whole seconds, rounded up, as HTTP wants)")
     result_ttl_seconds: float = Field(3600.0, gt=0,
                                       description="how long a finished analysis is kept")
     analysis_timeout_seconds: float = Field(300.0, gt=0,

@@ -16,6 +16,7 @@ import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol
 
 import redis.asyncio as aioredis
@@ -47,6 +48,10 @@ class _Entry:
     events: list[dict[str, Any]] = field(default_factory=list)
     changed: asyncio.Condition = field(default_factory=asyncio.Condition)
     expires_at: float = float("inf")
+
+
+def _has_more(entry: _Entry, index: int) -> bool:
+    return len(entry.events) > index
 
 
 class MemoryStore:
@@ -91,7 +96,7 @@ class MemoryStore:
         index = start
         while True:
             async with entry.changed:
-                await entry.changed.wait_for(lambda i=index: len(entry.events) > i)
+                await entry.changed.wait_for(partial(_has_more, entry, index))
                 batch = entry.events[index:]
             for event in batch:
                 yield index, event

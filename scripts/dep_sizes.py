@@ -20,14 +20,16 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from dfmesh.branches import BRANCH_NAMES, BRANCHES
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 WORK_DIR = Path("/tmp/dfmesh-dep-sizes")
 
 # extra -> the services whose image installs it
 SERVICES_BY_EXTRA: dict[str, tuple[str, ...]] = {
     "ingest": ("ingest",),
-    "branch": ("tiny_gate", "visual", "audio", "temporal", "sync", "mri"),
-    "branch-gpu": ("visual-gpu", "mri-gpu"),
+    "branch": BRANCH_NAMES,
+    "branch-gpu": tuple(f"{b.name}-gpu" for b in BRANCHES if b.gpu),
     "fusion": ("fusion",),
     "gateway": ("gateway",),
 }

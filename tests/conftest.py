@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
+from devkit.media import shared_data_dir
+from dfmesh.runtime.config import REPO_ROOT
 from tests.mesh import local_mesh  # noqa: F401  (session fixture: the mesh as processes)
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def shared_data_dir() -> Path:
-    """../shared/data next to the repository, or DFMESH_SHARED_DATA."""
-    env = os.environ.get("DFMESH_SHARED_DATA")
-    return Path(env) if env else REPO_ROOT.parent / "shared" / "data"
+__all__ = ["REPO_ROOT", "shared_data", "shared_data_dir"]
 
 
 @pytest.fixture(scope="session")

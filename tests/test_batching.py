@@ -44,11 +44,11 @@ async def test_concurrent_requests_share_one_run_and_get_their_own_rows() -> Non
 
 async def test_full_batch_goes_at_once_and_other_shapes_wait_for_their_own() -> None:
     calls: list[int] = []
-    batcher = MicroBatcher(row_sums(calls), window_seconds=5.0, max_rows=4)
-    started = asyncio.get_running_loop().time()
-    results = await asyncio.gather(batcher.predict({"x": np.ones((2, 3))}),
-                                   batcher.predict({"x": np.ones((2, 3))}))
-    assert asyncio.get_running_loop().time() - started < 2.0  # full: no 5 s window
+    # An hour-long window: a full batch that waited for it would never finish here.
+    batcher = MicroBatcher(row_sums(calls), window_seconds=3600.0, max_rows=4)
+    results = await asyncio.wait_for(asyncio.gather(batcher.predict({"x": np.ones((2, 3))}),
+                                                    batcher.predict({"x": np.ones((2, 3))})),
+                                     timeout=300)
     assert calls == [4] and all(r["y"].shape == (2, 1) for r in results)
     calls.clear()
     batcher.window_seconds = 0.05

@@ -21,7 +21,7 @@ from dfmesh.runtime.branch_inputs import (
     select_face_crops,
 )
 from dfmesh.runtime.errors import InvalidInput, LimitExceeded, ModelIntegrityError
-from dfmesh.runtime.model_server import CPU, CUDA, choose_providers, slice_batches, warmup_shape
+from dfmesh.runtime.onnx_session import CPU, CUDA, choose_providers, slice_batches, warmup_shape
 from dfmesh.runtime.server import create_server, running, start_service
 from services.audio.service import AudioServer, AudioSettings
 from services.visual.service import VisualServer, VisualSettings

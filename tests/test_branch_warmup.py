@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dfmesh.runtime.model_server import synthetic_inputs
+from dfmesh.runtime.branch_inputs import synthetic_inputs
 from services.audio.service import AudioServer, AudioSettings
 from services.mri.service import MriServer, MriSettings
 from services.sync.service import SyncServer, SyncSettings

@@ -145,6 +145,7 @@ async def test_full_path_reports_every_branch(mesh: Mesh, default_fusion: Client
     assert stages.index("Extracting frames") < stages.index("Running models") \
         < stages.index("Final classification")
     assert {p.branch for p in progress if p.branch} == set(ALL)
+    assert {p.branch: p.branch_state for p in progress if p.branch} == {n: "OK" for n in ALL}
     frames = [p for p in progress if p.stage == "Extracting frames" and "/" in p.message]
     assert len(frames) == 16
 

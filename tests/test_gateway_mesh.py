@@ -139,6 +139,9 @@ def test_events_stream_stages_in_order_then_the_result(gateway, client, clip) ->
     assert percents == sorted(percents) and percents[-1] == 100.0
     finished = {e.data["branch"] for e in events[:-1] if e.data["branch"]}
     assert finished <= BRANCHES and "tiny_gate" in finished
+    states = {e.data["branch"]: e.data["branchState"] for e in events[:-1] if e.data["branch"]}
+    branches = events[-1].data["branches"]
+    assert states == {b: branches[b]["status"] for b in states}
     check_result(events[-1].data)
     final = client.get(gateway + accepted["statusUrl"]).json()
     assert final["result"] == events[-1].data
@@ -163,6 +166,10 @@ def test_health_readiness_metrics_and_openapi(gateway, client) -> None:
     assert "multipart/form-data" in post["requestBody"]["content"]
     assert {"413", "415", "422", "429", "503"} <= set(post["responses"])
     assert schema["components"]["schemas"]["AnalysisStatus"]["examples"]
+    schemas = schema["components"]["schemas"]
+    assert schemas["BranchReport"]["properties"]["status"]["enum"] == [
+        "OK", "FALLBACK", "NO_INPUT", "MISSING", "NOT_RUN"]
+    assert schemas["AnalysisResult"]["examples"][0]["branches"]["visual"]["modelVersion"]
 
 
 def test_unknown_analysis_is_404(gateway, client) -> None:

@@ -204,3 +204,20 @@ async def test_memory_store_follows_live_and_expires_after_the_ttl() -> None:
     assert (await store.snapshot("a1")) == {"status": "complete"}
     await asyncio.sleep(0.3)
     assert await store.snapshot("a1") is None
+
+
+def test_the_openapi_examples_have_the_shape_the_gateway_returns() -> None:
+    from deepfake.v1 import orchestrator_pb2
+    from dfmesh.client import result_to_dict
+    from gateway.models import EXAMPLE_RESULT, AnalysisResult, AnalysisStatus
+
+    empty = orchestrator_pb2.AnalysisResult(
+        branches={"visual": orchestrator_pb2.BranchReport()})
+    returned = result_to_dict(empty)
+    assert set(EXAMPLE_RESULT) == set(returned) == set(AnalysisResult.model_fields)
+    for branch in EXAMPLE_RESULT["branches"].values():
+        assert set(branch) == set(returned["branches"]["visual"])
+    AnalysisResult.model_validate(EXAMPLE_RESULT)
+    AnalysisResult.model_validate(returned)
+    for example in AnalysisStatus.model_config["json_schema_extra"]["examples"]:
+        AnalysisStatus.model_validate(example)

@@ -4,6 +4,7 @@ and codecs, bad input, limits, temp-file hygiene and a full 1080p frame."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -384,7 +385,9 @@ async def test_busy_server_refuses_with_retry_hint(make_settings, detector, clip
                 create_channel(f"127.0.0.1:{srv.port}", settings) as channel):
         stub = ingest_pb2_grpc.IngestServiceStub(channel)
         first = stub.Ingest(slow_upload(), timeout=30)
-        await asyncio.sleep(0.3)  # the first upload now holds the only slot
+        # The upload's private temp dir appears once it holds the only slot.
+        while not list(spool_dir.iterdir()):
+            await asyncio.sleep(0.05)
         with pytest.raises(aio.AioRpcError) as info:
             await ingest(srv.port, data, filename="second.mp4")
         assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -424,19 +427,40 @@ async def test_health_is_serving_for_ingest_after_load(server) -> None:
     assert reply.status == health_pb2.HealthCheckResponse.SERVING
 
 
-async def test_health_answers_while_an_ingest_is_decoding(server, clips: Path) -> None:
+class LatchedDetector:
+    """The real detector, held inside its first `detect` call until the test releases it, so
+    a test knows an ingest is mid-decode (in its worker thread) without timing anything."""
+
+    def __init__(self, detector: FaceDetector) -> None:
+        self._detector = detector
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._detector, name)
+
+    def detect(self, rgb: np.ndarray) -> list:
+        if not self.entered.is_set():
+            self.entered.set()
+            if not self.release.wait(timeout=60):
+                raise TimeoutError("the test never released the latched detector")
+        return self._detector.detect(rgb)
+
+
+async def test_health_answers_while_an_ingest_is_decoding(make_settings, detector: FaceDetector,
+                                                          clips: Path) -> None:
     path = media.make_clip(clips / "hd_busy.mp4", seconds=2.0, size=(1920, 1080), audio=False)
-    work = asyncio.create_task(ingest(server.port, path))
-    async with aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        await asyncio.sleep(0.5)
-        latencies = []
-        while not work.done():
-            start = asyncio.get_running_loop().time()
-            reply = await stub.Check(health_pb2.HealthCheckRequest(service=SERVICE_NAME),
-                                     timeout=2)
-            latencies.append(asyncio.get_running_loop().time() - start)
+    latched = LatchedDetector(detector)
+    settings = make_settings()
+    async with running(IngestService(settings, latched), settings) as srv:  # type: ignore[arg-type]
+        work = asyncio.create_task(ingest(srv.port, path))
+        try:
+            assert await asyncio.to_thread(latched.entered.wait, 60), "decoding never started"
+            async with aio.insecure_channel(f"127.0.0.1:{srv.port}") as channel:
+                reply = await health_pb2_grpc.HealthStub(channel).Check(
+                    health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=30)
             assert reply.status == health_pb2.HealthCheckResponse.SERVING
-            await asyncio.sleep(0.1)
-    assert len((await work).frames) == 16
-    assert latencies and max(latencies) < 1.0, latencies
+            assert not work.done()  # answered while the ingest was held inside decoding
+        finally:
+            latched.release.set()
+        assert len((await work).frames) == 16

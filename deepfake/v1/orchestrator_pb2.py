@@ -26,7 +26,7 @@ from deepfake.v1 import branch_pb2 as deepfake_dot_v1_dot_branch__pb2
 from deepfake.v1 import media_pb2 as deepfake_dot_v1_dot_media__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x64\x65\x65pfake/v1/orchestrator.proto\x12\x0b\x64\x65\x65pfake.v1\x1a\x18\x64\x65\x65pfake/v1/branch.proto\x1a\x17\x64\x65\x65pfake/v1/media.proto\"\xc1\x01\n\x0e\x41nalyzeOptions\x12,\n\x0b\x66usion_mode\x18\x01 \x01(\x0e\x32\x17.deepfake.v1.FusionMode\x12#\n\x06method\x18\x02 \x01(\x0e\x32\x13.deepfake.v1.Method\x12\x30\n\nearly_exit\x18\x03 \x01(\x0e\x32\x1c.deepfake.v1.EarlyExitPolicy\x12*\n\x06ingest\x18\x04 \x01(\x0b\x32\x1a.deepfake.v1.IngestOptions\"h\n\rAnalyzeHeader\x12)\n\x06upload\x18\x01 \x01(\x0b\x32\x19.deepfake.v1.UploadHeader\x12,\n\x07options\x18\x02 \x01(\x0b\x32\x1b.deepfake.v1.AnalyzeOptions\"Y\n\x0e\x41nalyzeRequest\x12,\n\x06header\x18\x01 \x01(\x0b\x32\x1a.deepfake.v1.AnalyzeHeaderH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x42\t\n\x07payload\"_\n\x08Progress\x12!\n\x05stage\x18\x01 \x01(\x0e\x32\x12.deepfake.v1.Stage\x12\x0f\n\x07percent\x18\x02 \x01(\x02\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x0e\n\x06\x62ranch\x18\x04 \x01(\t\"\x83\x02\n\x0c\x42ranchReport\x12)\n\x06status\x18\x01 \x01(\x0e\x32\x19.deepfake.v1.BranchStatus\x12\x11\n\tprob_fake\x18\x02 \x01(\x01\x12\x39\n\x08\x66\x65\x61tures\x18\x03 \x03(\x0b\x32\'.deepfake.v1.BranchReport.FeaturesEntry\x12%\n\x05model\x18\x04 \x01(\x0b\x32\x16.deepfake.v1.ModelInfo\x12\x0e\n\x06\x64\x65tail\x18\x05 \x01(\t\x12\x12\n\nlatency_ms\x18\x06 \x01(\x01\x1a/\n\rFeaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x89\x06\n\x0e\x41nalysisResult\x12\x13\n\x0b\x61nalysis_id\x18\x01 \x01(\t\x12%\n\x07verdict\x18\x02 \x01(\x0e\x32\x14.deepfake.v1.Verdict\x12\x12\n\nconfidence\x18\x03 \x01(\x01\x12\x11\n\tprob_fake\x18\x04 \x01(\x01\x12;\n\x08\x66\x65\x61tures\x18\x05 \x03(\x0b\x32).deepfake.v1.AnalysisResult.FeaturesEntry\x12;\n\x08\x62ranches\x18\x06 \x03(\x0b\x32).deepfake.v1.AnalysisResult.BranchesEntry\x12\x18\n\x10missing_branches\x18\x07 \x03(\t\x12\x10\n\x08\x64\x65graded\x18\x08 \x01(\x08\x12\x12\n\nearly_exit\x18\t \x01(\x08\x12\x13\n\x0b\x65xplanation\x18\n \x01(\t\x12>\n\ntimings_ms\x18\x0b \x03(\x0b\x32*.deepfake.v1.AnalysisResult.TimingsMsEntry\x12,\n\x0b\x66usion_mode\x18\x0c \x01(\x0e\x32\x17.deepfake.v1.FusionMode\x12#\n\x06method\x18\r \x01(\x0e\x32\x13.deepfake.v1.Method\x12\x13\n\x0b\x66usion_head\x18\x0e \x01(\t\x12#\n\x04\x63lip\x18\x0f \x01(\x0b\x32\x15.deepfake.v1.ClipInfo\x12\x10\n\x08trace_id\x18\x10 \x01(\t\x12\x11\n\tthreshold\x18\x11 \x01(\x01\x12\x12\n\nfrom_cache\x18\x12 \x01(\x08\x12\x10\n\x08warnings\x18\x13 \x03(\t\x1a/\n\rFeaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1aJ\n\rBranchesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12(\n\x05value\x18\x02 \x01(\x0b\x32\x19.deepfake.v1.BranchReport:\x02\x38\x01\x1a\x30\n\x0eTimingsMsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"s\n\x0c\x41nalyzeEvent\x12)\n\x08progress\x18\x01 \x01(\x0b\x32\x15.deepfake.v1.ProgressH\x00\x12-\n\x06result\x18\x02 \x01(\x0b\x32\x1b.deepfake.v1.AnalysisResultH\x00\x42\t\n\x07payload*C\n\nFusionMode\x12\x1b\n\x17\x46USION_MODE_UNSPECIFIED\x10\x00\x12\n\n\x06LOGREG\x10\x01\x12\x0c\n\x08\x41\x44\x41PTIVE\x10\x02*U\n\x06Method\x12\x16\n\x12METHOD_UNSPECIFIED\x10\x00\x12\n\n\x06\x46USION\x10\x01\x12\x10\n\x0cPLAIN_FRAMES\x10\x02\x12\x07\n\x03MRI\x10\x03\x12\x0c\n\x08TEMPORAL\x10\x04*e\n\x0f\x45\x61rlyExitPolicy\x12!\n\x1d\x45\x41RLY_EXIT_POLICY_UNSPECIFIED\x10\x00\x12\x16\n\x12\x45\x41RLY_EXIT_ENABLED\x10\x01\x12\x17\n\x13\x45\x41RLY_EXIT_DISABLED\x10\x02*o\n\x05Stage\x12\x15\n\x11STAGE_UNSPECIFIED\x10\x00\x12\n\n\x06QUEUED\x10\x01\x12\x15\n\x11\x45XTRACTING_FRAMES\x10\x02\x12\x12\n\x0eRUNNING_MODELS\x10\x03\x12\x18\n\x14\x46INAL_CLASSIFICATION\x10\x04*?\n\x07Verdict\x12\x17\n\x13VERDICT_UNSPECIFIED\x10\x00\x12\r\n\tAUTHENTIC\x10\x01\x12\x0c\n\x08\x44\x45\x45PFAKE\x10\x02\x32\\\n\x13OrchestratorService\x12\x45\n\x07\x41nalyze\x12\x1b.deepfake.v1.AnalyzeRequest\x1a\x19.deepfake.v1.AnalyzeEvent(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x64\x65\x65pfake/v1/orchestrator.proto\x12\x0b\x64\x65\x65pfake.v1\x1a\x18\x64\x65\x65pfake/v1/branch.proto\x1a\x17\x64\x65\x65pfake/v1/media.proto\"\xc1\x01\n\x0e\x41nalyzeOptions\x12,\n\x0b\x66usion_mode\x18\x01 \x01(\x0e\x32\x17.deepfake.v1.FusionMode\x12#\n\x06method\x18\x02 \x01(\x0e\x32\x13.deepfake.v1.Method\x12\x30\n\nearly_exit\x18\x03 \x01(\x0e\x32\x1c.deepfake.v1.EarlyExitPolicy\x12*\n\x06ingest\x18\x04 \x01(\x0b\x32\x1a.deepfake.v1.IngestOptions\"h\n\rAnalyzeHeader\x12)\n\x06upload\x18\x01 \x01(\x0b\x32\x19.deepfake.v1.UploadHeader\x12,\n\x07options\x18\x02 \x01(\x0b\x32\x1b.deepfake.v1.AnalyzeOptions\"Y\n\x0e\x41nalyzeRequest\x12,\n\x06header\x18\x01 \x01(\x0b\x32\x1a.deepfake.v1.AnalyzeHeaderH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x42\t\n\x07payload\"\x8f\x01\n\x08Progress\x12!\n\x05stage\x18\x01 \x01(\x0e\x32\x12.deepfake.v1.Stage\x12\x0f\n\x07percent\x18\x02 \x01(\x02\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x0e\n\x06\x62ranch\x18\x04 \x01(\t\x12.\n\x0c\x62ranch_state\x18\x05 \x01(\x0e\x32\x18.deepfake.v1.BranchState\"\xac\x02\n\x0c\x42ranchReport\x12)\n\x06status\x18\x01 \x01(\x0e\x32\x19.deepfake.v1.BranchStatus\x12\x11\n\tprob_fake\x18\x02 \x01(\x01\x12\x39\n\x08\x66\x65\x61tures\x18\x03 \x03(\x0b\x32\'.deepfake.v1.BranchReport.FeaturesEntry\x12%\n\x05model\x18\x04 \x01(\x0b\x32\x16.deepfake.v1.ModelInfo\x12\x0e\n\x06\x64\x65tail\x18\x05 \x01(\t\x12\x12\n\nlatency_ms\x18\x06 \x01(\x01\x12\'\n\x05state\x18\x07 \x01(\x0e\x32\x18.deepfake.v1.BranchState\x1a/\n\rFeaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x89\x06\n\x0e\x41nalysisResult\x12\x13\n\x0b\x61nalysis_id\x18\x01 \x01(\t\x12%\n\x07verdict\x18\x02 \x01(\x0e\x32\x14.deepfake.v1.Verdict\x12\x12\n\nconfidence\x18\x03 \x01(\x01\x12\x11\n\tprob_fake\x18\x04 \x01(\x01\x12;\n\x08\x66\x65\x61tures\x18\x05 \x03(\x0b\x32).deepfake.v1.AnalysisResult.FeaturesEntry\x12;\n\x08\x62ranches\x18\x06 \x03(\x0b\x32).deepfake.v1.AnalysisResult.BranchesEntry\x12\x18\n\x10missing_branches\x18\x07 \x03(\t\x12\x10\n\x08\x64\x65graded\x18\x08 \x01(\x08\x12\x12\n\nearly_exit\x18\t \x01(\x08\x12\x13\n\x0b\x65xplanation\x18\n \x01(\t\x12>\n\ntimings_ms\x18\x0b \x03(\x0b\x32*.deepfake.v1.AnalysisResult.TimingsMsEntry\x12,\n\x0b\x66usion_mode\x18\x0c \x01(\x0e\x32\x17.deepfake.v1.FusionMode\x12#\n\x06method\x18\r \x01(\x0e\x32\x13.deepfake.v1.Method\x12\x13\n\x0b\x66usion_head\x18\x0e \x01(\t\x12#\n\x04\x63lip\x18\x0f \x01(\x0b\x32\x15.deepfake.v1.ClipInfo\x12\x10\n\x08trace_id\x18\x10 \x01(\t\x12\x11\n\tthreshold\x18\x11 \x01(\x01\x12\x12\n\nfrom_cache\x18\x12 \x01(\x08\x12\x10\n\x08warnings\x18\x13 \x03(\t\x1a/\n\rFeaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1aJ\n\rBranchesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12(\n\x05value\x18\x02 \x01(\x0b\x32\x19.deepfake.v1.BranchReport:\x02\x38\x01\x1a\x30\n\x0eTimingsMsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"s\n\x0c\x41nalyzeEvent\x12)\n\x08progress\x18\x01 \x01(\x0b\x32\x15.deepfake.v1.ProgressH\x00\x12-\n\x06result\x18\x02 \x01(\x0b\x32\x1b.deepfake.v1.AnalysisResultH\x00\x42\t\n\x07payload*C\n\nFusionMode\x12\x1b\n\x17\x46USION_MODE_UNSPECIFIED\x10\x00\x12\n\n\x06LOGREG\x10\x01\x12\x0c\n\x08\x41\x44\x41PTIVE\x10\x02*U\n\x06Method\x12\x16\n\x12METHOD_UNSPECIFIED\x10\x00\x12\n\n\x06\x46USION\x10\x01\x12\x10\n\x0cPLAIN_FRAMES\x10\x02\x12\x07\n\x03MRI\x10\x03\x12\x0c\n\x08TEMPORAL\x10\x04*e\n\x0f\x45\x61rlyExitPolicy\x12!\n\x1d\x45\x41RLY_EXIT_POLICY_UNSPECIFIED\x10\x00\x12\x16\n\x12\x45\x41RLY_EXIT_ENABLED\x10\x01\x12\x17\n\x13\x45\x41RLY_EXIT_DISABLED\x10\x02*o\n\x05Stage\x12\x15\n\x11STAGE_UNSPECIFIED\x10\x00\x12\n\n\x06QUEUED\x10\x01\x12\x15\n\x11\x45XTRACTING_FRAMES\x10\x02\x12\x12\n\x0eRUNNING_MODELS\x10\x03\x12\x18\n\x14\x46INAL_CLASSIFICATION\x10\x04*\xaa\x01\n\x0b\x42ranchState\x12\x1c\n\x18\x42RANCH_STATE_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x42RANCH_STATE_OK\x10\x01\x12\x19\n\x15\x42RANCH_STATE_FALLBACK\x10\x02\x12\x19\n\x15\x42RANCH_STATE_NO_INPUT\x10\x03\x12\x18\n\x14\x42RANCH_STATE_MISSING\x10\x04\x12\x18\n\x14\x42RANCH_STATE_NOT_RUN\x10\x05*?\n\x07Verdict\x12\x17\n\x13VERDICT_UNSPECIFIED\x10\x00\x12\r\n\tAUTHENTIC\x10\x01\x12\x0c\n\x08\x44\x45\x45PFAKE\x10\x02\x32\\\n\x13OrchestratorService\x12\x45\n\x07\x41nalyze\x12\x1b.deepfake.v1.AnalyzeRequest\x1a\x19.deepfake.v1.AnalyzeEvent(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,38 +41,40 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ANALYSISRESULT_BRANCHESENTRY']._serialized_options = b'8\001'
   _globals['_ANALYSISRESULT_TIMINGSMSENTRY']._loaded_options = None
   _globals['_ANALYSISRESULT_TIMINGSMSENTRY']._serialized_options = b'8\001'
-  _globals['_FUSIONMODE']._serialized_start=1747
-  _globals['_FUSIONMODE']._serialized_end=1814
-  _globals['_METHOD']._serialized_start=1816
-  _globals['_METHOD']._serialized_end=1901
-  _globals['_EARLYEXITPOLICY']._serialized_start=1903
-  _globals['_EARLYEXITPOLICY']._serialized_end=2004
-  _globals['_STAGE']._serialized_start=2006
-  _globals['_STAGE']._serialized_end=2117
-  _globals['_VERDICT']._serialized_start=2119
-  _globals['_VERDICT']._serialized_end=2182
+  _globals['_FUSIONMODE']._serialized_start=1837
+  _globals['_FUSIONMODE']._serialized_end=1904
+  _globals['_METHOD']._serialized_start=1906
+  _globals['_METHOD']._serialized_end=1991
+  _globals['_EARLYEXITPOLICY']._serialized_start=1993
+  _globals['_EARLYEXITPOLICY']._serialized_end=2094
+  _globals['_STAGE']._serialized_start=2096
+  _globals['_STAGE']._serialized_end=2207
+  _globals['_BRANCHSTATE']._serialized_start=2210
+  _globals['_BRANCHSTATE']._serialized_end=2380
+  _globals['_VERDICT']._serialized_start=2382
+  _globals['_VERDICT']._serialized_end=2445
   _globals['_ANALYZEOPTIONS']._serialized_start=99
   _globals['_ANALYZEOPTIONS']._serialized_end=292
   _globals['_ANALYZEHEADER']._serialized_start=294
   _globals['_ANALYZEHEADER']._serialized_end=398
   _globals['_ANALYZEREQUEST']._serialized_start=400
   _globals['_ANALYZEREQUEST']._serialized_end=489
-  _globals['_PROGRESS']._serialized_start=491
-  _globals['_PROGRESS']._serialized_end=586
-  _globals['_BRANCHREPORT']._serialized_start=589
-  _globals['_BRANCHREPORT']._serialized_end=848
-  _globals['_BRANCHREPORT_FEATURESENTRY']._serialized_start=801
-  _globals['_BRANCHREPORT_FEATURESENTRY']._serialized_end=848
-  _globals['_ANALYSISRESULT']._serialized_start=851
-  _globals['_ANALYSISRESULT']._serialized_end=1628
-  _globals['_ANALYSISRESULT_FEATURESENTRY']._serialized_start=801
-  _globals['_ANALYSISRESULT_FEATURESENTRY']._serialized_end=848
-  _globals['_ANALYSISRESULT_BRANCHESENTRY']._serialized_start=1504
-  _globals['_ANALYSISRESULT_BRANCHESENTRY']._serialized_end=1578
-  _globals['_ANALYSISRESULT_TIMINGSMSENTRY']._serialized_start=1580
-  _globals['_ANALYSISRESULT_TIMINGSMSENTRY']._serialized_end=1628
-  _globals['_ANALYZEEVENT']._serialized_start=1630
-  _globals['_ANALYZEEVENT']._serialized_end=1745
-  _globals['_ORCHESTRATORSERVICE']._serialized_start=2184
-  _globals['_ORCHESTRATORSERVICE']._serialized_end=2276
+  _globals['_PROGRESS']._serialized_start=492
+  _globals['_PROGRESS']._serialized_end=635
+  _globals['_BRANCHREPORT']._serialized_start=638
+  _globals['_BRANCHREPORT']._serialized_end=938
+  _globals['_BRANCHREPORT_FEATURESENTRY']._serialized_start=891
+  _globals['_BRANCHREPORT_FEATURESENTRY']._serialized_end=938
+  _globals['_ANALYSISRESULT']._serialized_start=941
+  _globals['_ANALYSISRESULT']._serialized_end=1718
+  _globals['_ANALYSISRESULT_FEATURESENTRY']._serialized_start=891
+  _globals['_ANALYSISRESULT_FEATURESENTRY']._serialized_end=938
+  _globals['_ANALYSISRESULT_BRANCHESENTRY']._serialized_start=1594
+  _globals['_ANALYSISRESULT_BRANCHESENTRY']._serialized_end=1668
+  _globals['_ANALYSISRESULT_TIMINGSMSENTRY']._serialized_start=1670
+  _globals['_ANALYSISRESULT_TIMINGSMSENTRY']._serialized_end=1718
+  _globals['_ANALYZEEVENT']._serialized_start=1720
+  _globals['_ANALYZEEVENT']._serialized_end=1835
+  _globals['_ORCHESTRATORSERVICE']._serialized_start=2447
+  _globals['_ORCHESTRATORSERVICE']._serialized_end=2539
 # @@protoc_insertion_point(module_scope)

@@ -37,6 +37,15 @@ class Stage(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     RUNNING_MODELS: _ClassVar[Stage]
     FINAL_CLASSIFICATION: _ClassVar[Stage]
 
+class BranchState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    BRANCH_STATE_UNSPECIFIED: _ClassVar[BranchState]
+    BRANCH_STATE_OK: _ClassVar[BranchState]
+    BRANCH_STATE_FALLBACK: _ClassVar[BranchState]
+    BRANCH_STATE_NO_INPUT: _ClassVar[BranchState]
+    BRANCH_STATE_MISSING: _ClassVar[BranchState]
+    BRANCH_STATE_NOT_RUN: _ClassVar[BranchState]
+
 class Verdict(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     VERDICT_UNSPECIFIED: _ClassVar[Verdict]
@@ -58,6 +67,12 @@ QUEUED: Stage
 EXTRACTING_FRAMES: Stage
 RUNNING_MODELS: Stage
 FINAL_CLASSIFICATION: Stage
+BRANCH_STATE_UNSPECIFIED: BranchState
+BRANCH_STATE_OK: BranchState
+BRANCH_STATE_FALLBACK: BranchState
+BRANCH_STATE_NO_INPUT: BranchState
+BRANCH_STATE_MISSING: BranchState
+BRANCH_STATE_NOT_RUN: BranchState
 VERDICT_UNSPECIFIED: Verdict
 AUTHENTIC: Verdict
 DEEPFAKE: Verdict
@@ -91,19 +106,21 @@ class AnalyzeRequest(_message.Message):
     def __init__(self, header: _Optional[_Union[AnalyzeHeader, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class Progress(_message.Message):
-    __slots__ = ("stage", "percent", "message", "branch")
+    __slots__ = ("stage", "percent", "message", "branch", "branch_state")
     STAGE_FIELD_NUMBER: _ClassVar[int]
     PERCENT_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     BRANCH_FIELD_NUMBER: _ClassVar[int]
+    BRANCH_STATE_FIELD_NUMBER: _ClassVar[int]
     stage: Stage
     percent: float
     message: str
     branch: str
-    def __init__(self, stage: _Optional[_Union[Stage, str]] = ..., percent: _Optional[float] = ..., message: _Optional[str] = ..., branch: _Optional[str] = ...) -> None: ...
+    branch_state: BranchState
+    def __init__(self, stage: _Optional[_Union[Stage, str]] = ..., percent: _Optional[float] = ..., message: _Optional[str] = ..., branch: _Optional[str] = ..., branch_state: _Optional[_Union[BranchState, str]] = ...) -> None: ...
 
 class BranchReport(_message.Message):
-    __slots__ = ("status", "prob_fake", "features", "model", "detail", "latency_ms")
+    __slots__ = ("status", "prob_fake", "features", "model", "detail", "latency_ms", "state")
     class FeaturesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -117,13 +134,15 @@ class BranchReport(_message.Message):
     MODEL_FIELD_NUMBER: _ClassVar[int]
     DETAIL_FIELD_NUMBER: _ClassVar[int]
     LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
     status: _branch_pb2.BranchStatus
     prob_fake: float
     features: _containers.ScalarMap[str, float]
     model: _branch_pb2.ModelInfo
     detail: str
     latency_ms: float
-    def __init__(self, status: _Optional[_Union[_branch_pb2.BranchStatus, str]] = ..., prob_fake: _Optional[float] = ..., features: _Optional[_Mapping[str, float]] = ..., model: _Optional[_Union[_branch_pb2.ModelInfo, _Mapping]] = ..., detail: _Optional[str] = ..., latency_ms: _Optional[float] = ...) -> None: ...
+    state: BranchState
+    def __init__(self, status: _Optional[_Union[_branch_pb2.BranchStatus, str]] = ..., prob_fake: _Optional[float] = ..., features: _Optional[_Mapping[str, float]] = ..., model: _Optional[_Union[_branch_pb2.ModelInfo, _Mapping]] = ..., detail: _Optional[str] = ..., latency_ms: _Optional[float] = ..., state: _Optional[_Union[BranchState, str]] = ...) -> None: ...
 
 class AnalysisResult(_message.Message):
     __slots__ = ("analysis_id", "verdict", "confidence", "prob_fake", "features", "branches", "missing_branches", "degraded", "early_exit", "explanation", "timings_ms", "fusion_mode", "method", "fusion_head", "clip", "trace_id", "threshold", "from_cache", "warnings")

@@ -22,8 +22,8 @@ import cv2
 import librosa
 import numpy as np
 
+from dfmesh.errors import InvalidInput
 from dfmesh.preprocess.waveform import check_pcm
-from dfmesh.runtime.errors import InvalidInput
 
 VIDEO_FPS = 25.0
 WINDOW_FRAMES = 15

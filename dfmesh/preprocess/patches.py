@@ -18,8 +18,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from dfmesh.errors import InvalidInput
 from dfmesh.preprocess.tensors import check_crop, normalize_imagenet, resize_rgb
-from dfmesh.runtime.errors import InvalidInput
 
 TINY_CROP_SIZE = 256
 TINY_PATCH_SIZE = 32

@@ -1,4 +1,5 @@
-"""Clip-level statistics every branch reports, defined once (DESIGN.md, the branches table)."""
+"""Clip-level statistics every branch reports, defined once (DESIGN.md, the branches table);
+the names each branch reports and the fusion columns come from `dfmesh.branches`."""
 
 from __future__ import annotations
 
@@ -6,24 +7,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-FEATURE_COLS: tuple[str, ...] = (
-    "tiny_prob_mean", "tiny_prob_max", "tiny_prob_p90", "tiny_num_files", "tiny_num_patches",
-    "visual_prob_mean", "visual_prob_max", "visual_prob_p90", "visual_num_faces",
-    "audio_prob_fake", "temporal_prob_fake", "sync_prob",
-)
-"""The 12 fusion features, in the calibrated bundle's feature_cols order."""
+from dfmesh.branches import BRANCH_FEATURES, BRANCH_NAMES, FEATURE_COLS
 
-BRANCH_FEATURES: dict[str, tuple[str, ...]] = {
-    "tiny_gate": FEATURE_COLS[0:5],
-    "visual": FEATURE_COLS[5:9],
-    "audio": ("audio_prob_fake",),
-    "temporal": ("temporal_prob_fake",),
-    "sync": ("sync_prob",),
-    "mri": ("mri_prob_mean", "mri_prob_max", "mri_prob_p90"),
-}
-"""Which named statistics each branch returns."""
+# The feature columns and each branch's statistics are declared in the branch registry.
+BRANCHES = BRANCH_NAMES
 
-BRANCHES: tuple[str, ...] = tuple(BRANCH_FEATURES)
+__all__ = ["BRANCHES", "BRANCH_FEATURES", "FEATURE_COLS", "PROB_EPS", "column_logits",
+           "prob_summary"]
 
 
 def prob_summary(prefix: str, probs: Sequence[float] | np.ndarray) -> dict[str, float]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dfmesh.runtime.errors import InvalidInput
+from dfmesh.errors import InvalidInput
 
 SAMPLE_RATE = 16_000
 WINDOW_SAMPLES = 64_600

@@ -8,14 +8,20 @@ detected face, or where the clip has none, centre crops of the full frames.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Iterable
+from collections.abc import AsyncIterable, Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import cv2
 import numpy as np
 
 from deepfake.v1 import branch_pb2, media_pb2
-from dfmesh.preprocess.geometry import FACE_CROP_SIZE, centre_crop_box, crop_square
+from dfmesh.preprocess.geometry import (
+    FACE_CROP_SIZE,
+    MOUTH_CROP_SIZE,
+    centre_crop_box,
+    crop_square,
+)
 from dfmesh.runtime.errors import InvalidInput, LimitExceeded
 
 FRAMES, DENSE, AUDIO, EMBEDDINGS = "frames", "dense", "audio", "embeddings"
@@ -201,3 +207,26 @@ def select_face_crops(frames: list[FrameInput], max_faces_per_frame: int,
         timestamps.append(frame.timestamp_seconds)
         labels.append(f"frame:{frame.index}/centre")
     return FaceCrops(crops, frame_indices, timestamps, labels, True, 0)
+
+
+def synthetic_inputs(input_shape: Callable[[str], list[Any]], frames: int = 4, dense: int = 40,
+                     seconds: float = 4.5, sample_rate: int = 16_000) -> BranchInputs:
+    """Noise in every payload a branch can be sent: face crops, mouth crops, PCM, and
+    embeddings sized like the model's last input axis where a model has one."""
+    rng = np.random.default_rng(0)
+    face = rng.integers(0, 256, (FACE_CROP_SIZE, FACE_CROP_SIZE, 3), dtype=np.uint8)
+    mouth = rng.integers(0, 256, (MOUTH_CROP_SIZE, MOUTH_CROP_SIZE, 3), dtype=np.uint8)
+    size = 8
+    try:
+        last = input_shape("embeddings")[-1]
+        size = last if isinstance(last, int) else size
+    except StopIteration:
+        pass
+    return BranchInputs(
+        analysis_id="warm-up", has_audio=True,
+        frames=[FrameInput(i, i * 0.5, faces=[face]) for i in range(frames)],
+        dense=[DenseInput(i, i / 25.0, True, mouth) for i in range(dense)],
+        pcm=(0.05 * rng.standard_normal(int(seconds * sample_rate))).astype(np.float32),
+        sample_rate=sample_rate,
+        embeddings=[EmbeddingInput(i, i * 0.5, rng.standard_normal(size).astype(np.float32))
+                    for i in range(frames)])

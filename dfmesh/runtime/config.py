@@ -8,18 +8,30 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import Field, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
-
-SERVICES: tuple[str, ...] = (
-    "gateway", "fusion", "ingest", "tiny_gate", "visual", "audio", "temporal", "sync", "mri",
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
 )
-DEFAULT_PORTS: dict[str, int] = {
-    "gateway": 8080, "fusion": 50051, "ingest": 50052, "tiny_gate": 50053, "visual": 50054,
-    "audio": 50055, "temporal": 50056, "sync": 50057, "mri": 50058,
-}
+
+from dfmesh.branches import (
+    BRANCH_NAMES,
+    BRANCHES,
+    FUSION_PORT,
+    GATEWAY_PORT,
+    INGEST_PORT,
+    start_order,
+)
+
+SERVICES: tuple[str, ...] = ("gateway", "fusion", "ingest", *BRANCH_NAMES)
+DEFAULT_PORTS: dict[str, int] = {"gateway": GATEWAY_PORT, "fusion": FUSION_PORT,
+                                 "ingest": INGEST_PORT, **{b.name: b.port for b in BRANCHES}}
+GRPC_START_ORDER: tuple[str, ...] = ("ingest", *start_order(), "fusion")
+"""The gRPC services in the order `dfmesh up` starts them (the gateway comes last)."""
 METRICS_PORT_OFFSET = 1000
 """A gRPC service on port P serves Prometheus metrics on P + 1000 unless told otherwise."""
 
@@ -62,6 +74,21 @@ class ServiceSettings(BaseSettings):
 
     model_repo: Path = Field(REPO_ROOT / "models", description="the model repository root")
 
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings],
+                                   init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """DFMESH_<SERVICE>_<FIELD> (the service's own prefix, e.g. DFMESH_TEMPORAL_MAX_FRAMES)
+        before the shared DFMESH_<FIELD>: one name can then mean one thing per service."""
+        own = service_prefix(cls)
+        if not own:
+            return init_settings, env_settings, dotenv_settings, file_secret_settings
+        return (init_settings, EnvSettingsSource(settings_cls, env_prefix=own),
+                env_settings, dotenv_settings, file_secret_settings)
+
     @model_validator(mode="after")
     def _check_tls(self) -> ServiceSettings:
         if bool(self.tls_cert_file) != bool(self.tls_key_file):
@@ -79,6 +106,13 @@ class ServiceSettings(BaseSettings):
         return self.grpc_port + METRICS_PORT_OFFSET if self.grpc_port else 0
 
 
+def service_prefix(cls: type[BaseSettings]) -> str:
+    """DFMESH_<SERVICE>_ for a settings class whose service_name has a default, else ""."""
+    field = cls.model_fields.get("service_name")
+    name = field.default if field is not None and isinstance(field.default, str) else ""
+    return f"DFMESH_{name.upper()}_" if name else ""
+
+
 def default_address(service: str) -> str:
     """Where a service listens on the embedded default (loopback)."""
     return f"127.0.0.1:{DEFAULT_PORTS[service]}"
@@ -87,15 +121,17 @@ def default_address(service: str) -> str:
 S = TypeVar("S", bound=BaseSettings)
 
 
-def load_settings(cls: type[S], **overrides: object) -> S:
+def load_settings(cls: type[S], **overrides: Any) -> S:
     """Build settings from the environment; on a bad value print which variable and exit."""
     try:
         return cls(**overrides)
     except ValidationError as exc:
-        prefix = cls.model_config.get("env_prefix", "")
+        prefix, own = cls.model_config.get("env_prefix", ""), service_prefix(cls)
         lines = [f"invalid configuration for {cls.__name__}:"]
         for err in exc.errors():
-            name = (prefix + "_".join(str(p) for p in err["loc"])).upper()
-            lines.append(f"  {name}: {err['msg']}")
+            field = "_".join(str(p) for p in err["loc"]).upper()
+            names = f"{prefix}{field}" + (f" (or {own}{field})" if own and field else "")
+            # The value itself stays out: it may be a secret (an API key, a TLS path).
+            lines.append(f"  {names}: {err['msg']}")
         print("\n".join(lines), file=sys.stderr)
         raise SystemExit(2) from None

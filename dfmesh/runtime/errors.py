@@ -1,12 +1,5 @@
-"""Domain errors and the one interceptor that maps them to gRPC status codes.
-
-    DfmeshError                      anything the mesh raises on purpose
-    ├── InvalidInput                 INVALID_ARGUMENT   the caller sent something unusable
-    ├── LimitExceeded                RESOURCE_EXHAUSTED too big, too long, too many at once
-    ├── NotReady                     UNAVAILABLE        still loading, or draining
-    ├── UpstreamUnavailable          UNAVAILABLE        a service this one needs is down
-    ├── DeadlineExceeded             DEADLINE_EXCEEDED  ran out of time
-    └── ModelIntegrityError          FAILED_PRECONDITION a model artifact is missing or modified
+"""The interceptor that maps the domain errors of `dfmesh.errors` (re-exported here) to gRPC
+status codes.
 
 Any other exception becomes INTERNAL with a generic message; the stack trace goes to the
 log, never to the caller.
@@ -21,48 +14,27 @@ from typing import Any
 import grpc
 from grpc import aio
 
+from dfmesh.errors import (
+    DeadlineExceeded,
+    DfmeshError,
+    InvalidInput,
+    LimitExceeded,
+    ModelIntegrityError,
+    NotReady,
+    UpstreamUnavailable,
+)
+
+__all__ = ["DeadlineExceeded", "DfmeshError", "ErrorMappingInterceptor", "InvalidInput",
+           "LimitExceeded", "ModelIntegrityError", "NotReady", "UpstreamUnavailable",
+           "status_for"]
+
 log = logging.getLogger(__name__)
-
-
-class DfmeshError(Exception):
-    """Base of every deliberate error; `message` is shown to the caller as is."""
-
-    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
-
-    def __init__(self, message: str, *, retry_after_seconds: float | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.retry_after_seconds = retry_after_seconds
-
-
-class InvalidInput(DfmeshError):
-    code = grpc.StatusCode.INVALID_ARGUMENT
-
-
-class LimitExceeded(DfmeshError):
-    code = grpc.StatusCode.RESOURCE_EXHAUSTED
-
-
-class NotReady(DfmeshError):
-    code = grpc.StatusCode.UNAVAILABLE
-
-
-class UpstreamUnavailable(DfmeshError):
-    code = grpc.StatusCode.UNAVAILABLE
-
-
-class DeadlineExceeded(DfmeshError):
-    code = grpc.StatusCode.DEADLINE_EXCEEDED
-
-
-class ModelIntegrityError(DfmeshError):
-    code = grpc.StatusCode.FAILED_PRECONDITION
 
 
 def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     """The status code and caller-facing message for an exception."""
     if isinstance(exc, DfmeshError):
-        return exc.code, exc.message
+        return grpc.StatusCode[exc.status], exc.message
     if isinstance(exc, aio.AioRpcError):
         # An upstream call failed and nobody translated it: keep its code, name the hop.
         return exc.code(), f"upstream call failed: {exc.details()}"

@@ -30,28 +30,26 @@ from grpc import aio
 from pydantic import Field
 
 from deepfake.v1 import branch_pb2, branch_pb2_grpc
-from dfmesh.preprocess.geometry import FACE_CROP_SIZE, MOUTH_CROP_SIZE
 from dfmesh.runtime import metrics
 from dfmesh.runtime.batching import MicroBatcher
-from dfmesh.runtime.branch_inputs import (
-    BranchInputs,
-    DenseInput,
-    EmbeddingInput,
-    FrameInput,
-    collect,
-    select_face_crops,
-)
+from dfmesh.runtime.branch_inputs import BranchInputs, select_face_crops, synthetic_inputs
+from dfmesh.runtime.branch_servicer import BranchServicer, ms_since
 from dfmesh.runtime.config import ServiceSettings
-from dfmesh.runtime.errors import DfmeshError, InvalidInput, ModelIntegrityError, NotReady
-from dfmesh.runtime.logging import analysis_id_var
+from dfmesh.runtime.errors import DfmeshError, InvalidInput, ModelIntegrityError
 from dfmesh.runtime.model_repo import ModelManifest, load_verified
+from dfmesh.runtime.onnx_session import (
+    check_feeds,
+    check_preprocessing,
+    choose_providers,
+    slice_batches,
+    warmup_shape,
+)
 from dfmesh.runtime.server import BaseService
-from dfmesh.runtime.tracing import annotate, tracer
+from dfmesh.runtime.tracing import tracer
 
 log = logging.getLogger(__name__)
 
 BRANCH_SERVICE = "deepfake.v1.BranchService"
-CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
 Status = Literal["OK", "NO_INPUT", "FALLBACK"]
 
 
@@ -118,54 +116,6 @@ def sigmoid(logits: np.ndarray) -> np.ndarray:
     """Numerically stable logistic function, float64."""
     x = np.asarray(logits, dtype=np.float64)
     return np.exp(-np.logaddexp(0.0, -x))
-
-
-def choose_providers(preference: str, available: list[str]) -> list[str]:
-    """CUDA first when asked for (or on auto, when present), CPU always as the fallback."""
-    if preference == "cuda" and CUDA not in available:
-        raise ModelIntegrityError(
-            "DFMESH_EXECUTION_PROVIDER=cuda but ONNX Runtime offers only "
-            f"{', '.join(available)}; install onnxruntime-gpu on a GPU node or use auto")
-    if preference != "cpu" and CUDA in available:
-        return [CUDA, CPU]
-    return [CPU]
-
-
-def slice_batches(feeds: dict[str, np.ndarray], size: int) -> list[dict[str, np.ndarray]]:
-    """Split every feed along axis 0 into slices of at most `size` rows."""
-    n = len(next(iter(feeds.values())))
-    return [{k: v[i:i + size] for k, v in feeds.items()} for i in range(0, max(n, 1), size)]
-
-
-def check_preprocessing(manifest: ModelManifest, contract: dict[str, Any]) -> None:
-    """Refuse a model trained on other preprocessing than this code makes."""
-    differ = [f"{k}: model {manifest.preprocessing[k]!r}, code {v!r}"
-              for k, v in contract.items()
-              if k in manifest.preprocessing and manifest.preprocessing[k] != v]
-    if differ:
-        raise ModelIntegrityError(
-            f"{manifest.name} {manifest.version} was trained on other preprocessing than this "
-            f"service makes ({'; '.join(differ)}); re-export the model or deploy matching code")
-
-
-def check_feeds(session: ort.InferenceSession, feeds: dict[str, np.ndarray]) -> None:
-    """Every fixed axis of the model's inputs matches the feeds (preprocessing and model
-    agree); a mismatch is the deployment's fault, not the caller's."""
-    for arg in session.get_inputs():
-        got = feeds[arg.name].shape
-        fixed = [(i, d) for i, d in enumerate(arg.shape) if isinstance(d, int)]
-        if len(got) != len(arg.shape) or any(got[i] != d for i, d in fixed):
-            raise ModelIntegrityError(
-                f"model input {arg.name} is {arg.shape} but preprocessing made {list(got)}; "
-                "the model and the preprocessing code are from different versions")
-
-
-def warmup_shape(declared: list[Any], example: tuple[int | None, ...] = ()) -> list[int]:
-    """A concrete shape for warm-up: the model's fixed sizes, the service's example size for
-    each named (dynamic) axis, else 1."""
-    example = example or (None,) * len(declared)
-    return [d if isinstance(d, int) and d > 0 else (e or 1)
-            for d, e in zip(declared, example, strict=True)]
 
 
 class ModelServer(BaseService):
@@ -331,7 +281,7 @@ class ModelServer(BaseService):
             except NoUsableInput as exc:
                 metrics.QUEUE_SECONDS.labels(self.branch).observe(slot_wait)
                 return BranchOutput("NO_INPUT", exc.detail, timings_ms=timings)
-            timings["preprocess"] = _ms_since(start)
+            timings["preprocess"] = ms_since(start)
             if self.batcher is not None:
                 await slot.aclose()
             start = time.perf_counter()
@@ -347,10 +297,10 @@ class ModelServer(BaseService):
                     outputs = await asyncio.to_thread(self.predict, prepared.feeds)
             # Queue time: the wait for a slot plus the wait at the micro-batcher.
             metrics.QUEUE_SECONDS.labels(self.branch).observe(slot_wait + batch_wait)
-            timings["inference"] = _ms_since(start)
+            timings["inference"] = ms_since(start)
             start = time.perf_counter()
             output = self.postprocess(prepared, outputs)
-            timings["postprocess"] = _ms_since(start)
+            timings["postprocess"] = ms_since(start)
         output.timings_ms.update(timings)
         self._observe(prepared, output)
         return output
@@ -370,33 +320,6 @@ class ModelServer(BaseService):
             return branch_pb2.ModelInfo(provider=self.provider)
         return branch_pb2.ModelInfo(name=m.name, version=m.version, sha256=m.sha256,
                                     provider=self.provider)
-
-
-def synthetic_inputs(input_shape: Any, frames: int = 4, dense: int = 40,
-                     seconds: float = 4.5, sample_rate: int = 16_000) -> BranchInputs:
-    """Noise in every payload a branch can be sent: face crops, mouth crops, PCM, and
-    embeddings sized like the model's last input axis where a model has one."""
-    rng = np.random.default_rng(0)
-    face = rng.integers(0, 256, (FACE_CROP_SIZE, FACE_CROP_SIZE, 3), dtype=np.uint8)
-    mouth = rng.integers(0, 256, (MOUTH_CROP_SIZE, MOUTH_CROP_SIZE, 3), dtype=np.uint8)
-    size = 8
-    try:
-        last = input_shape("embeddings")[-1]
-        size = last if isinstance(last, int) else size
-    except StopIteration:
-        pass
-    return BranchInputs(
-        analysis_id="warm-up", has_audio=True,
-        frames=[FrameInput(i, i * 0.5, faces=[face]) for i in range(frames)],
-        dense=[DenseInput(i, i / 25.0, True, mouth) for i in range(dense)],
-        pcm=(0.05 * rng.standard_normal(int(seconds * sample_rate))).astype(np.float32),
-        sample_rate=sample_rate,
-        embeddings=[EmbeddingInput(i, i * 0.5, rng.standard_normal(size).astype(np.float32))
-                    for i in range(frames)])
-
-
-def _ms_since(start: float) -> float:
-    return round(1000.0 * (time.perf_counter() - start), 3)
 
 
 def per_row(output: np.ndarray, rows: int, what: str) -> np.ndarray:
@@ -432,53 +355,3 @@ def require_pcm(inputs: BranchInputs, sample_rate: int) -> np.ndarray:
         raise InvalidInput(f"audio must be mono float32 PCM at {sample_rate} Hz, "
                            f"got {inputs.sample_rate} Hz")
     return inputs.pcm
-
-
-def to_result(branch: str, output: BranchOutput, model: branch_pb2.ModelInfo
-              ) -> branch_pb2.BranchResult:
-    """BranchOutput -> BranchResult."""
-    return branch_pb2.BranchResult(
-        branch=branch, status=branch_pb2.BranchStatus.Value(output.status), detail=output.detail,
-        features=output.features, prob_fake=output.prob_fake,
-        item_scores=[branch_pb2.ItemScore(item=item.label, frame_index=item.frame_index,
-                                          timestamp_seconds=item.timestamp_seconds,
-                                          prob_fake=prob)
-                     for item, prob in output.item_scores],
-        embeddings=[branch_pb2.FrameEmbedding(frame_index=item.frame_index,
-                                              timestamp_seconds=item.timestamp_seconds,
-                                              values=values.tolist(),
-                                              source_model_sha256=model.sha256)
-                    for item, values in output.embeddings],
-        model=model, timings_ms=output.timings_ms)
-
-
-class BranchServicer(branch_pb2_grpc.BranchServiceServicer):
-    """Translates the BranchService stream to and from the model server."""
-
-    def __init__(self, model: ModelServer) -> None:
-        self.model = model
-
-    async def Analyze(self, request_iterator: Any, context: aio.ServicerContext
-                      ) -> branch_pb2.BranchResult:
-        model = self.model
-        if not model.ready:
-            raise NotReady(f"{model.branch} is still loading its model; retry shortly",
-                           retry_after_seconds=1.0)
-        start = time.perf_counter()
-        inputs = await collect(request_iterator, model.wants, model.settings.max_audio_seconds)
-        collect_ms = _ms_since(start)
-        if inputs.analysis_id:
-            analysis_id_var.set(inputs.analysis_id)
-        annotate(analysis__id=inputs.analysis_id, branch=model.branch)
-        output = await model.analyze(inputs)
-        annotate(branch__status=output.status, prob_fake=output.prob_fake,
-                 model__name=model.manifest.name if model.manifest else None,
-                 model__version=model.manifest.version if model.manifest else None)
-        output.timings_ms = {"collect": collect_ms, **output.timings_ms,
-                             "total": _ms_since(start)}
-        metrics.BRANCH_RESULTS.labels(model.branch, output.status).inc()
-        for stage, ms in output.timings_ms.items():
-            metrics.STAGE_SECONDS.labels(model.branch, stage).observe(ms / 1000.0)
-        log.info("analyzed", extra={"analysis_id": inputs.analysis_id, "status": output.status,
-                                    "prob_fake": round(output.prob_fake, 4)})
-        return to_result(model.branch, output, model.model_info())

@@ -32,6 +32,8 @@ class AudioSettings(ModelServerSettings):
 class AudioServer(ModelServer):
     """Per-window probabilities; audio_prob_fake is their mean."""
 
+    settings: AudioSettings
+
     branch = "audio"
     wants = frozenset({AUDIO})
     input_names = ("waveform",)

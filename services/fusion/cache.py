@@ -24,10 +24,10 @@ import logging
 import time
 from collections import OrderedDict
 from dataclasses import asdict
-from typing import Protocol
+from typing import Protocol, cast
 
 from deepfake.v1 import branch_pb2, media_pb2
-from services.fusion.orchestrator import AnalysisOutcome, BranchOutcome
+from services.fusion.outcome import AnalysisOutcome, BranchOutcome
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,8 @@ class RedisStore:
 
     async def get(self, key: str) -> bytes | None:
         try:
-            return await self._redis.get(KEY_PREFIX + key)
+            # decode_responses is off, so redis hands back bytes.
+            return cast("bytes | None", await self._redis.get(KEY_PREFIX + key))
         except Exception as exc:  # noqa: BLE001 - a cache that is down is a miss
             log.warning("result cache unavailable (get): %s", exc)
             return None

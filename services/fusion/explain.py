@@ -5,15 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from dfmesh.branches import BRANCHES
+
 # branch -> (phrase when it points to fake, phrase when it points to real)
-PHRASES: dict[str, tuple[str, str]] = {
-    "tiny_gate": ("patch-level artifacts", "patches look camera-original"),
-    "visual": ("visual artifacts detected", "no visual artifacts found"),
-    "audio": ("audio sounds synthetic", "audio sounds natural"),
-    "temporal": ("inconsistencies across frames", "consistent motion across frames"),
-    "sync": ("audio out of step with lip motion", "audio consistent with lip motion"),
-    "mri": ("synthesis traces in the MRI map", "clean MRI map"),
-}
+PHRASES: dict[str, tuple[str, str]] = {b.name: b.phrases for b in BRANCHES}
 MAX_DRIVERS = 3
 
 

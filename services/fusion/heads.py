@@ -2,14 +2,17 @@
 
 The bundle keys its subset heads by the sorted names of their branches joined with "+"
 (e.g. "audio+tiny_gate+visual"); the full 5-way head is the bundle's top level. Only the
-five LR branches count: mri takes part in adaptive fusion but has no LR features.
+branches whose features are fusion columns count (dfmesh.branches.LR_BRANCHES): mri takes
+part in adaptive fusion but has no LR features.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-LR_BRANCHES: tuple[str, ...] = ("tiny_gate", "visual", "audio", "temporal", "sync")
+from dfmesh.branches import LR_BRANCHES
+
+__all__ = ["FULL_HEAD_KEY", "LR_BRANCHES", "head_key", "head_label", "select_head"]
 FULL_HEAD_KEY = "+".join(sorted(LR_BRANCHES))
 
 

@@ -38,14 +38,21 @@ def options_from_pb(options: orchestrator_pb2.AnalyzeOptions) -> AnalysisOptions
         ingest=options.ingest if options.HasField("ingest") else None)
 
 
+def state_to_pb(state: str) -> str:
+    """A BranchState ("no_input") by its proto enum name (BRANCH_STATE_NO_INPUT)."""
+    return f"BRANCH_STATE_{(state or 'unspecified').upper()}"
+
+
 def progress_to_pb(event: ProgressEvent) -> orchestrator_pb2.AnalyzeEvent:
     return orchestrator_pb2.AnalyzeEvent(progress=orchestrator_pb2.Progress(
         stage=orchestrator_pb2.Stage.Value(event.stage), percent=event.percent,
-        message=event.message, branch=event.branch))
+        message=event.message, branch=event.branch,
+        branch_state=state_to_pb(event.branch_state)))
 
 
 def branch_report(outcome: BranchOutcome) -> orchestrator_pb2.BranchReport:
-    report = orchestrator_pb2.BranchReport(detail=outcome.reason, latency_ms=outcome.latency_ms)
+    report = orchestrator_pb2.BranchReport(detail=outcome.reason, latency_ms=outcome.latency_ms,
+                                           state=state_to_pb(outcome.state))
     if outcome.result is not None:
         report.status = outcome.result.status
         report.prob_fake = outcome.result.prob_fake

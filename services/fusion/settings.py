@@ -1,36 +1,44 @@
 """Fusion orchestrator settings: where ingest and the branches listen, deadlines, fusion
-defaults, the early exit and admission limits (all from DFMESH_* environment variables)."""
+defaults, the early exit and admission limits (all from DFMESH_* environment variables).
+
+Each branch of the registry (dfmesh.branches) gets two fields, DFMESH_<NAME>_ADDR and
+DFMESH_<NAME>_DEADLINE_SECONDS, made from its declaration: no branch is listed here."""
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+from typing import TYPE_CHECKING, Any
 
+from pydantic import Field, create_model, model_validator
+
+from dfmesh.branches import BRANCH_NAMES, BRANCHES
 from dfmesh.runtime.config import MiB, ServiceSettings, default_address
 
-BRANCH_NAMES: tuple[str, ...] = ("tiny_gate", "visual", "audio", "temporal", "sync", "mri")
+__all__ = ["BRANCH_NAMES", "FusionSettings"]
 
 
-class FusionSettings(ServiceSettings):
+def _branch_fields() -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    for b in BRANCHES:
+        fields[f"{b.name}_addr"] = (str, Field(default_address(b.name)))
+        fields[f"{b.name}_deadline_seconds"] = (float, Field(b.deadline_seconds, gt=0))
+    return fields
+
+
+if TYPE_CHECKING:  # the generated fields are read through branch_address/branch_deadline
+    _WithBranches = ServiceSettings
+else:
+    _WithBranches = create_model("_WithBranches", __base__=ServiceSettings,
+                                 __module__=__name__, **_branch_fields())
+
+
+class FusionSettings(_WithBranches):
     """Everything the orchestrator can be told, e.g. DFMESH_VISUAL_ADDR or
     DFMESH_VISUAL_DEADLINE_SECONDS."""
 
     service_name: str = "fusion"
 
     ingest_addr: str = Field(default_address("ingest"))
-    tiny_gate_addr: str = Field(default_address("tiny_gate"))
-    visual_addr: str = Field(default_address("visual"))
-    audio_addr: str = Field(default_address("audio"))
-    temporal_addr: str = Field(default_address("temporal"))
-    sync_addr: str = Field(default_address("sync"))
-    mri_addr: str = Field(default_address("mri"))
-
     ingest_deadline_seconds: float = Field(180.0, gt=0, description="whole ingest stream")
-    tiny_gate_deadline_seconds: float = Field(30.0, gt=0)
-    visual_deadline_seconds: float = Field(60.0, gt=0)
-    audio_deadline_seconds: float = Field(60.0, gt=0)
-    temporal_deadline_seconds: float = Field(30.0, gt=0)
-    sync_deadline_seconds: float = Field(60.0, gt=0)
-    mri_deadline_seconds: float = Field(60.0, gt=0)
     health_cache_seconds: float = Field(2.0, ge=0,
                                         description="how long a branch health answer is trusted")
 
@@ -72,7 +80,7 @@ class FusionSettings(ServiceSettings):
         return self
 
     def branch_address(self, branch: str) -> str:
-        return getattr(self, f"{branch}_addr")
+        return str(getattr(self, f"{branch}_addr"))
 
     def branch_deadline(self, branch: str) -> float:
-        return getattr(self, f"{branch}_deadline_seconds")
+        return float(getattr(self, f"{branch}_deadline_seconds"))

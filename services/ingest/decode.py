@@ -17,7 +17,9 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
+from typing import cast
 
 import cv2
 import numpy as np
@@ -162,7 +164,7 @@ def iter_wanted_frames_av(path: Path, times: list[float], dense: tuple[float, fl
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         codec = stream.codec_context
-        base = stream.time_base
+        base = cast(Fraction, stream.time_base)  # a demuxed video stream always has one
         origin = stream.start_time or 0
         position = 0.0
         packets = container.demux(stream)

@@ -82,6 +82,7 @@ class FaceDetector:
         self.min_score = min_score
         self.max_faces = max_faces
         self.backend = backend
+        self._detect_raw: Callable[[np.ndarray], RawFaces]
         if backend == "onnx":
             self._detect_raw = OnnxMtcnn(min_face_size, threads).detect_faces
         elif backend == "torch":

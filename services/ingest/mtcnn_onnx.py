@@ -53,8 +53,10 @@ def export_nets() -> dict[str, bytes]:
         net.eval()
         buffer = io.BytesIO()
         with torch.no_grad():
-            torch.onnx.export(net, (torch.zeros(shape),), buffer, dynamo=False,
-                              input_names=["x"], dynamic_axes={"x": axes}, opset_version=17)
+            # The exporter writes to file objects too; its annotation names paths only.
+            torch.onnx.export(net, (torch.zeros(shape),), buffer,  # type: ignore[arg-type]
+                              dynamo=False, input_names=["x"], dynamic_axes={"x": axes},
+                              opset_version=17)
         out[name] = buffer.getvalue()
     return out
 

@@ -15,19 +15,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import queue
 import tempfile
-import threading
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TypeVar
 
 import cv2
 import numpy as np
 
+from dfmesh.preprocess.waveform import SAMPLE_RATE as AUDIO_SAMPLE_RATE
 from dfmesh.runtime import metrics
 from dfmesh.runtime.errors import DfmeshError
 from dfmesh.runtime.tracing import span
@@ -43,7 +40,7 @@ from services.ingest.decode import (
     sample_times,
     transcode_to_h264,
 )
-from services.ingest.faces import DenseTracker, FaceCrops, FaceDetector, crop_face
+from services.ingest.faces import DenseTracker, FaceDetector, crop_face
 from services.ingest.probe import (
     MediaKind,
     MediaProbe,
@@ -59,75 +56,18 @@ from services.ingest.rejections import (
     Undecodable,
     rejection_reason,
 )
+from services.ingest.results import (
+    AudioResult,
+    ClipFacts,
+    DenseResult,
+    IngestResult,
+    SampledResult,
+    SummaryResult,
+    UploadRequest,
+)
 from services.ingest.settings import IngestSettings
 from services.ingest.spool import extension_hint, spool_chunks, too_large
-
-T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class UploadRequest:
-    """The upload header and options, translated from protobuf."""
-
-    filename: str = ""
-    declared_size: int = 0
-    analysis_id: str = ""
-    num_frames: int = 0
-    dense_window_seconds: float = 0.0
-    include_full_frames: bool = False
-    full_frames_only_without_faces: bool = False
-
-    def wants_full_frame(self, has_faces: bool) -> bool:
-        return self.include_full_frames and not (self.full_frames_only_without_faces
-                                                 and has_faces)
-
-
-@dataclass(frozen=True)
-class ClipFacts:
-    analysis_id: str
-    probe: MediaProbe
-    transcoded: bool
-    sha256: str
-    size_bytes: int
-
-
-@dataclass(frozen=True)
-class SampledResult:
-    index: int
-    frame_number: int
-    timestamp_seconds: float
-    faces: list[FaceCrops]
-    full_frame: np.ndarray | None = None
-
-
-@dataclass(frozen=True)
-class DenseResult:
-    index: int
-    frame_number: int
-    timestamp_seconds: float
-    mouth: np.ndarray | None
-
-
-@dataclass(frozen=True)
-class AudioResult:
-    sample_rate: int
-    start_sample: int
-    pcm_f32le: bytes
-
-
-@dataclass
-class SummaryResult:
-    num_frames: int = 0
-    num_frames_with_face: int = 0
-    num_dense_frames: int = 0
-    audio_num_samples: int = 0
-    dense_start_seconds: float = 0.0
-    dense_end_seconds: float = 0.0
-    notes: list[str] = field(default_factory=list)
-    timings_ms: dict[str, float] = field(default_factory=dict)
-
-
-IngestResult = ClipFacts | SampledResult | DenseResult | AudioResult | SummaryResult
+from services.ingest.threads import Prefetch, Stopwatch, iterate_in_thread
 
 
 @dataclass(frozen=True)
@@ -168,77 +108,6 @@ class FrameTally:
         self.last_timestamp = frame.timestamp_seconds
 
 
-class Stopwatch:
-    """Milliseconds per stage, accumulated across calls."""
-
-    def __init__(self) -> None:
-        self.ms: dict[str, float] = {}
-
-    @contextlib.contextmanager
-    def time(self, stage: str) -> Iterator[None]:
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.ms[stage] = self.ms.get(stage, 0.0) + (time.perf_counter() - start) * 1000.0
-
-
-async def _iterate_in_thread(items: Iterator[T]) -> AsyncIterator[T]:
-    """Run a blocking iterator one step at a time in a worker thread."""
-    done = object()
-    while True:
-        item = await asyncio.to_thread(next, items, done)
-        if item is done:
-            return
-        yield item  # type: ignore[misc]
-
-
-class _Prefetch(Iterator[T]):
-    """Items of a blocking iterator produced by a worker thread up to `depth` ahead, so
-    decoding (OpenCV releases the GIL) overlaps the consumer's face detection. `close()`
-    stops the worker and waits for it (the capture it reads must outlive it)."""
-
-    _END = object()
-
-    def __init__(self, items: Iterator[T], depth: int, clock: Stopwatch, stage: str) -> None:
-        self._queue: queue.Queue = queue.Queue(maxsize=max(1, depth))
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(items, clock, stage),
-                                        name="ingest-decode", daemon=True)
-        self._thread.start()
-
-    def _put(self, item: object) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _run(self, items: Iterator[T], clock: Stopwatch, stage: str) -> None:
-        try:
-            while not self._stop.is_set():
-                with clock.time(stage):
-                    item = next(items, self._END)
-                if not self._put(item) or item is self._END:
-                    return
-        except BaseException as exc:  # handed to the consumer, raised there
-            self._put(exc)
-
-    def __next__(self) -> T:
-        item = self._queue.get()
-        if item is self._END:
-            raise StopIteration
-        if isinstance(item, BaseException):
-            raise item
-        return item
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
 def _video_pass(path: Path, probe: MediaProbe, plan: Plan, request: UploadRequest,
                 settings: IngestSettings, detector: FaceDetector, clock: Stopwatch,
                 dense_out: list[DenseResult]) -> Iterator[SampledResult]:
@@ -261,7 +130,7 @@ def _video_pass(path: Path, probe: MediaProbe, plan: Plan, request: UploadReques
         wanted = iter_wanted_frames(cap, times, window, probe.fps, settings.seek_min_gap_seconds)
     else:
         wanted = _pyav_or_opencv(path, times, window, probe.fps, settings.seek_min_gap_seconds)
-    frames = _Prefetch(wanted, settings.decode_prefetch_frames, clock, "decode")
+    frames = Prefetch(wanted, settings.decode_prefetch_frames, clock, "decode")
     try:
         for frame in frames:
             with clock.time("faces"):
@@ -376,7 +245,7 @@ async def _ingest(request: UploadRequest, chunks: AsyncIterator[bytes],
                 passed = _video_pass(video_path, probe, plan, request, settings, detector,
                                      clock, dense)
                 with span("ingest.sample_frames") as sampling:
-                    async for frame in _iterate_in_thread(passed):
+                    async for frame in iterate_in_thread(passed):
                         sampled.add(frame)
                         yield frame
                     sampling.set_attributes({"frames": sampled.frames, "faces": sampled.faces,
@@ -408,9 +277,9 @@ async def _ingest(request: UploadRequest, chunks: AsyncIterator[bytes],
             if audio_task is not None:
                 pcm = await _audio_result(audio_task, probe, summary)
                 audio_task = None
-                for start, data in pcm_chunks(pcm, settings.audio_sample_rate,
+                for start, data in pcm_chunks(pcm, AUDIO_SAMPLE_RATE,
                                               settings.audio_chunk_seconds):
-                    yield AudioResult(settings.audio_sample_rate, start, data)
+                    yield AudioResult(AUDIO_SAMPLE_RATE, start, data)
                 summary.audio_num_samples = len(pcm) // BYTES_PER_SAMPLE
             elif probe.kind is not MediaKind.IMAGE:
                 summary.notes.append("no audio track")
@@ -454,7 +323,7 @@ def _decodable_video(path: Path, tmp: Path, timeout: float) -> tuple[Path, bool]
 
 async def _timed_audio(path: Path, settings: IngestSettings, clock: Stopwatch) -> bytes:
     with clock.time("audio"), span("ingest.audio"):
-        return await decode_audio_pcm(path, settings.audio_sample_rate,
+        return await decode_audio_pcm(path, AUDIO_SAMPLE_RATE,
                                       settings.tool_timeout_seconds)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -118,12 +118,13 @@ def parse_probe(report: dict[str, Any]) -> MediaProbe:
     if not videos and not audios:
         raise NotMedia(f"the file has no video or audio stream; {ACCEPTED}")
     audio = audios[0] if audios else {}
-    common = dict(container=container, audio_codec=str(audio.get("codec_name", "")),
-                  has_audio=bool(audios), audio_sample_rate=int(_float(audio.get("sample_rate"))))
+    common = MediaProbe(MediaKind.AUDIO, container=container,
+                        audio_codec=str(audio.get("codec_name", "")), has_audio=bool(audios),
+                        audio_sample_rate=int(_float(audio.get("sample_rate"))))
     duration = _float(fmt.get("duration"))
     if not videos:
         duration = duration or _float(audio.get("duration"))
-        return MediaProbe(MediaKind.AUDIO, duration_seconds=duration, **common)
+        return replace(common, duration_seconds=duration)
     video = videos[0]
     codec = str(video.get("codec_name", ""))
     width, height = int(video.get("width") or 0), int(video.get("height") or 0)
@@ -140,8 +141,8 @@ def parse_probe(report: dict[str, Any]) -> MediaProbe:
     fps = _ratio(video.get("avg_frame_rate")) or _ratio(video.get("r_frame_rate"))
     duration = duration or _float(video.get("duration"))
     frames = int(_float(video.get("nb_frames"))) or int(round(duration * fps))
-    return MediaProbe(MediaKind.VIDEO, video_codec=codec, duration_seconds=duration, fps=fps,
-                      width=width, height=height, frame_count=frames, **common)
+    return replace(common, kind=MediaKind.VIDEO, video_codec=codec, duration_seconds=duration,
+                   fps=fps, width=width, height=height, frame_count=frames)
 
 
 def check_duration(probe: MediaProbe, max_seconds: float) -> None:

@@ -202,8 +202,10 @@ class IngestService(BaseService):
     async def load(self) -> None:
         torch.set_num_threads(self.settings.torch_threads)
         s = self.settings
-        detector = self._preloaded or await asyncio.to_thread(
-            FaceDetector, s.detect_max_side, s.min_face_size, s.min_face_score,
-            s.max_faces_per_frame, s.mtcnn_backend, s.torch_threads)
+        detector = self._preloaded
+        if detector is None:
+            detector = await asyncio.to_thread(
+                FaceDetector, s.detect_max_side, s.min_face_size, s.min_face_score,
+                s.max_faces_per_frame, s.mtcnn_backend, s.torch_threads)
         await asyncio.to_thread(detector.warm_up)
         self.detector = detector

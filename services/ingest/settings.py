@@ -58,5 +58,4 @@ class IngestSettings(ServiceSettings):
         "this much of the rest so the caller's client reports the status (grpc/grpc#36066)")
     reject_drain_seconds: float = Field(5.0, ge=0)
     tool_timeout_seconds: float = Field(120.0, gt=0, description="ffprobe/ffmpeg time limit")
-    audio_sample_rate: int = Field(16000, ge=8000)
     audio_chunk_seconds: float = Field(1.0, gt=0, le=10.0)

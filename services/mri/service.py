@@ -35,6 +35,8 @@ class MriSettings(ModelServerSettings):
 class MriServer(ModelServer):
     """Per-crop probabilities from the MRI map's classifier and their statistics."""
 
+    settings: MriSettings
+
     branch = "mri"
     wants = frozenset({FRAMES})
     input_names = ("image",)

@@ -34,6 +34,8 @@ class SyncSettings(ModelServerSettings):
 class SyncServer(ModelServer):
     """Per-window in-sync probabilities; the item scores are 1 - in-sync (fake-ness)."""
 
+    settings: SyncSettings
+
     branch = "sync"
     wants = frozenset({DENSE, AUDIO})
     input_names = ("mouth", "audio")

@@ -31,6 +31,8 @@ class TemporalSettings(ModelServerSettings):
 class TemporalServer(ModelServer):
     """One probability for the whole sequence."""
 
+    settings: TemporalSettings
+
     branch = "temporal"
     wants = frozenset({EMBEDDINGS})
     input_names = ("embeddings",)

@@ -36,6 +36,8 @@ class TinyGateSettings(ModelServerSettings):
 class TinyGateServer(ModelServer):
     """Per-patch probabilities; statistics over all patches of all crops."""
 
+    settings: TinyGateSettings
+
     branch = "tiny_gate"
     wants = frozenset({FRAMES})
     input_names = ("patches",)

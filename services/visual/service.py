@@ -32,6 +32,8 @@ class VisualSettings(ModelServerSettings):
 class VisualServer(ModelServer):
     """Per-crop probabilities, their statistics, and per-frame embeddings."""
 
+    settings: VisualSettings
+
     branch = "visual"
     wants = frozenset({FRAMES})
     input_names = ("image",)

@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from dfmesh.branches import BRANCHES
 from dfmesh.runtime.config import DEFAULT_PORTS, METRICS_PORT_OFFSET
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NAMESPACE = "dfmesh"
-GPU_BRANCHES = {"visual", "mri"}
+GPU_BRANCHES = {b.name for b in BRANCHES if b.gpu}
 HEADLESS_COMPONENTS = {"branch", "ingest", "orchestrator"}
 
 

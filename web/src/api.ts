@@ -1,46 +1,15 @@
 // The gateway's REST API as the UI uses it: the API key, start an analysis, follow its events.
 
-export type StageName = "Queued" | "Extracting frames" | "Running models" | "Final classification";
+// The REST API's bodies, generated from the gateway's OpenAPI document
+// (scripts/gen_web_types.py; tests/test_web_types.py fails when they are stale).
+import type * as Api from "./generated/api";
+import type { BranchReport, ClipInfo, ProgressEvent } from "./generated/api";
 
-export interface ProgressEvent {
-  stage: string; // QUEUED | EXTRACTING_FRAMES | RUNNING_MODELS | FINAL_CLASSIFICATION
-  stageName: StageName;
-  percent: number;
-  message: string;
-  branch: string; // set when a branch finished
-}
+export type { BranchReport, ClipInfo, ProgressEvent };
+export type StageName = Api.ProgressEvent["stageName"];
 
-/** One branch in the result (dfmesh.client.result_to_dict). */
-export interface BranchReport {
-  status: "OK" | "FALLBACK" | "NO_INPUT" | "MISSING" | "NOT_RUN";
-  prob: number; // the branch's P(fake)
-  features: Record<string, number>;
-  model: string;
-  modelVersion: string;
-  detail: string;
-  latencyMs: number;
-}
-
-export interface AnalysisResult {
-  verdict: "Deepfake" | "Authentic" | "Unknown";
-  confidence: number;
-  probFake: number;
-  threshold: number;
-  features: Record<string, number>;
-  branches: Record<string, BranchReport>;
-  missingBranches: string[];
-  degraded: boolean;
-  earlyExit: boolean;
-  explanation: string;
-  // e.g. a branch served a model the fusion head was not fitted on (older results lack it)
-  warnings?: string[];
-  timingsMs: Record<string, number>;
-  fusionHead: string;
-  analysisId: string;
-  // ClipInfo as protobuf JSON: false and zero fields are left out.
-  clip?: { kind?: string; hasVideo?: boolean; hasAudio?: boolean; durationSeconds?: number } | null;
-  simulated?: boolean;
-}
+/** A finished analysis; `simulated` marks simulate mode's made-up result (never the server's). */
+export type AnalysisResult = Api.AnalysisResult & { simulated?: boolean };
 
 export interface ApiError {
   code: string;

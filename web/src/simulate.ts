@@ -1,7 +1,7 @@
 // Simulate mode (an explicit option, off by default): plays a made-up run of the pipeline
 // without the server, for demos. Its result is marked simulated and says so on screen.
 import type { AnalysisResult, Handlers } from "./api";
-import { BRANCHES } from "./pipeline";
+import { KNOWN_BRANCHES as BRANCHES } from "./pipeline";
 
 export function simulate(handlers: Handlers): () => void {
   const timers: number[] = [];
@@ -9,13 +9,13 @@ export function simulate(handlers: Handlers): () => void {
   const probs: Record<string, number> = {};
   for (const b of BRANCHES) probs[b] = Math.round(Math.random() * 100) / 100;
   at(100, () => handlers.onAccepted("simulated"));
-  at(300, () => handlers.onProgress({ stage: "EXTRACTING_FRAMES", stageName: "Extracting frames", percent: 10, message: "Extracting frames", branch: "" }));
+  at(300, () => handlers.onProgress({ stage: "EXTRACTING_FRAMES", stageName: "Extracting frames", percent: 10, message: "Extracting frames", branch: "", branchState: "" }));
   BRANCHES.forEach((b, i) =>
     at(900 + i * 350, () =>
-      handlers.onProgress({ stage: "RUNNING_MODELS", stageName: "Running models", percent: 40 + i * 8, message: `${b} ok`, branch: b }),
+      handlers.onProgress({ stage: "RUNNING_MODELS", stageName: "Running models", percent: 40 + i * 8, message: `${b} ok`, branch: b, branchState: "OK" }),
     ),
   );
-  at(3200, () => handlers.onProgress({ stage: "FINAL_CLASSIFICATION", stageName: "Final classification", percent: 95, message: "", branch: "" }));
+  at(3200, () => handlers.onProgress({ stage: "FINAL_CLASSIFICATION", stageName: "Final classification", percent: 95, message: "", branch: "", branchState: "" }));
   at(3600, () => {
     const p = BRANCHES.reduce((s, b) => s + probs[b], 0) / BRANCHES.length;
     const result: AnalysisResult = {
@@ -30,10 +30,16 @@ export function simulate(handlers: Handlers): () => void {
       missingBranches: [],
       degraded: false,
       earlyExit: false,
+      fromCache: false,
+      warnings: [],
       explanation: "Simulated result: no model looked at this file.",
       timingsMs: {},
       fusionHead: "simulated",
+      fusionMode: "logreg",
+      method: "fusion",
       analysisId: "simulated",
+      traceId: "",
+      clip: null,
       simulated: true,
     };
     handlers.onResult(result);

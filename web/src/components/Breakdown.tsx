@@ -1,14 +1,15 @@
 import { motion } from "framer-motion";
 import type { AnalysisResult } from "../api";
 
-const ROWS: { key: string; label: string }[] = [
-  { key: "visual", label: "Visual" },
-  { key: "audio", label: "Audio" },
-  { key: "temporal", label: "Temporal" },
-  { key: "sync", label: "Lip-sync" },
-  { key: "mri", label: "MRI" },
-  { key: "tiny_gate", label: "Gate" },
-];
+// The known branches in reading order (the gate last), then any other branch the result holds.
+const ORDER = ["visual", "audio", "temporal", "sync", "mri", "tiny_gate"];
+const LABELS: Record<string, string> = { tiny_gate: "Gate", sync: "Lip-sync", mri: "MRI" };
+
+function rows(result: AnalysisResult): { key: string; label: string }[] {
+  const keys = Object.keys(result.branches);
+  const ordered = [...ORDER.filter((k) => keys.includes(k)), ...keys.filter((k) => !ORDER.includes(k)).sort()];
+  return ordered.map((key) => ({ key, label: LABELS[key] ?? key.charAt(0).toUpperCase() + key.slice(1).replace(/_/g, " ") }));
+}
 
 function rowStatus(result: AnalysisResult, key: string): { text: string; usable: boolean } {
   const report = result.branches[key];
@@ -29,7 +30,7 @@ export function Breakdown({ result }: { result: AnalysisResult }) {
     <section className="card breakdown" data-testid="breakdown" aria-label="Per-branch breakdown">
       <h2>Per-branch breakdown</h2>
       <div className="chart">
-        {ROWS.map(({ key, label }, i) => {
+        {rows(result).map(({ key, label }, i) => {
           const report = result.branches[key];
           const { text, usable } = rowStatus(result, key);
           const p = usable && report ? report.prob : 0;
@@ -58,7 +59,7 @@ export function Breakdown({ result }: { result: AnalysisResult }) {
         <summary>Model versions</summary>
         <table data-testid="model-versions">
           <tbody>
-            {ROWS.filter(({ key }) => result.branches[key]?.model).map(({ key, label }) => {
+            {rows(result).filter(({ key }) => result.branches[key]?.model).map(({ key, label }) => {
               const report = result.branches[key];
               return (
                 <tr key={key}>

@@ -1,5 +1,5 @@
 import { motion } from "framer-motion";
-import { HEAVY_BRANCHES, NODE_LABELS, type NodeName, type PipelineState } from "../pipeline";
+import { GATE, branchesOf, nodeLabel, type NodeName, type PipelineState } from "../pipeline";
 
 const STATE_TEXT: Record<string, string> = {
   idle: "waiting",
@@ -21,7 +21,7 @@ function Node({ name, state }: { name: NodeName; state: string }) {
       animate={state === "active" ? { scale: [1, 1.06, 1] } : { scale: 1 }}
       transition={state === "active" ? { repeat: Infinity, duration: 1.1 } : { duration: 0.25 }}
     >
-      <span className="node__label">{NODE_LABELS[name]}</span>
+      <span className="node__label">{nodeLabel(name)}</span>
       <span className="node__state">{STATE_TEXT[state]}</span>
     </motion.div>
   );
@@ -44,16 +44,17 @@ interface Props {
 
 /** ingest -> tiny gate -> the heavy branches in parallel -> fusion, lit by real events. */
 export function Pipeline({ nodes, percent, stageName, message }: Props) {
-  const lit = (n: NodeName) => nodes[n] !== "idle";
+  const lit = (n: NodeName) => nodes[n] !== undefined && nodes[n] !== "idle";
+  const heavy = branchesOf(nodes).filter((b) => b !== GATE);
   return (
     <section className="card pipeline" aria-label="Pipeline">
       <div className="pipeline__flow">
         <Node name="ingest" state={nodes.ingest} />
-        <Arrow lit={lit("tiny_gate")} />
-        <Node name="tiny_gate" state={nodes.tiny_gate} />
-        <Arrow lit={HEAVY_BRANCHES.some(lit)} />
+        <Arrow lit={lit(GATE)} />
+        <Node name={GATE} state={nodes[GATE]} />
+        <Arrow lit={heavy.some(lit)} />
         <div className="pipeline__heavy">
-          {HEAVY_BRANCHES.map((b) => (
+          {heavy.map((b) => (
             <Node key={b} name={b} state={nodes[b]} />
           ))}
         </div>
