@@ -35,8 +35,9 @@ from typing import Any
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from k8s_manifests import K8S, Manifest, render_dir  # noqa: E402
+# Run as `python scripts/k8s_podman.py`, scripts/ is first on the import path; the tests load it
+# through devkit.scripts, which registers k8s_manifests under that name first.
+from k8s_manifests import K8S, Manifest, render_dir
 
 KEPT_KINDS = ("ConfigMap", "Deployment")
 DROPPED_POD_FIELDS = ("serviceAccountName", "topologySpreadConstraints")

@@ -20,7 +20,6 @@ import secrets
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -34,10 +33,12 @@ import pytest
 import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from devkit.scripts import load_script
 from dfmesh.runtime.config import REPO_ROOT
 
-sys.path.insert(0, str(REPO_ROOT / "scripts"))
-from k8s_podman import deployment_ports, podman_objects, podman_volumes  # noqa: E402
+_podman = load_script("k8s_podman")
+deployment_ports, podman_objects, podman_volumes = (
+    _podman.deployment_ports, _podman.podman_objects, _podman.podman_volumes)
 
 pytestmark = [pytest.mark.deploy, pytest.mark.slow, pytest.mark.timeout(1200)]
 

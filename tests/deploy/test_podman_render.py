@@ -12,13 +12,15 @@ from typing import Any
 import pytest
 import yaml
 
+from devkit.scripts import load_script
 from dfmesh.runtime.config import REPO_ROOT
 
 SCRIPT = REPO_ROOT / "scripts" / "k8s_podman.py"
-sys.path.insert(0, str(REPO_ROOT / "scripts"))
 pytest.importorskip("kubernetes_validate", reason="dev extra not installed")
-from k8s_manifests import kubectl  # noqa: E402
-from k8s_podman import deployment_ports, podman_objects, podman_volumes  # noqa: E402
+kubectl = load_script("k8s_manifests").kubectl
+_podman = load_script("k8s_podman")
+deployment_ports, podman_objects, podman_volumes = (
+    _podman.deployment_ports, _podman.podman_objects, _podman.podman_volumes)
 
 pytestmark = pytest.mark.skipif(kubectl() is None, reason="kubectl (dev extra) not installed")
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+
+from devkit.scripts import load_script
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -15,13 +15,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 def load_k8s_manifests() -> ModuleType:
     """scripts/k8s_manifests.py, the renderer and validator scripts/k8s_check.sh runs."""
     pytest.importorskip("kubernetes_validate", reason="dev extra not installed")
-    path = REPO_ROOT / "scripts" / "k8s_manifests.py"
-    spec = importlib.util.spec_from_file_location("k8s_manifests", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_script("k8s_manifests")
 
 
 @pytest.fixture(scope="session")

@@ -19,11 +19,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
+from dfmesh.branches import LR_BRANCHES
 from dfmesh.preprocess.stats import BRANCH_FEATURES, FEATURE_COLS
 from training.evaluation.metrics import logit, sigmoid
 from training.scoring import fit_temperature
 
-LR_BRANCHES: tuple[str, ...] = ("tiny_gate", "visual", "audio", "temporal", "sync")
 MANIFEST_IO: dict[str, list[dict]] = {
     "inputs": [{"name": c, "shape": [1], "dtype": "float64"} for c in FEATURE_COLS],
     "outputs": [{"name": "prob_fake", "shape": [1], "dtype": "float64"}],

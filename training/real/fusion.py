@@ -29,12 +29,12 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
+from dfmesh.branches import LR_BRANCHES
 from dfmesh.preprocess.stats import BRANCH_FEATURES, FEATURE_COLS, column_logits
 from training.evaluation.metrics import logit, sigmoid
 from training.real.folds import source_key
 from training.scoring import fit_temperature
 
-LR_BRANCHES = ("tiny_gate", "visual", "audio", "temporal", "sync")
 PROB_FEATURES = {
     "tiny_gate": ("tiny_prob_mean",), "visual": ("visual_prob_mean",),
     "audio": ("audio_prob_fake",), "temporal": ("temporal_prob_fake",), "sync": ("sync_prob",),

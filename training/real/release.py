@@ -19,6 +19,7 @@ from typing import Any
 import joblib
 import numpy as np
 
+from dfmesh.branches import BRANCH_NAMES
 from dfmesh.runtime.model_repo import load_verified, write_manifest
 from training.evaluation.metrics import binary_report
 from training.fusion.fit import FUSION_ARITHMETIC, MANIFEST_IO
@@ -28,7 +29,6 @@ from training.runtime import MODELS_DIR
 
 ARTIFACT = "fusion.joblib"
 MAX_FAKE_EXITS = 0.02
-SERVED = ("tiny_gate", "visual", "audio", "temporal", "sync", "mri")
 
 
 def commands(versions: dict[str, str], fusion_version: str) -> list[str]:
@@ -49,7 +49,7 @@ def commands(versions: dict[str, str], fusion_version: str) -> list[str]:
 
 def served_models() -> dict[str, str]:
     out = {}
-    for b in SERVED:
+    for b in BRANCH_NAMES:
         try:
             m = load_verified(MODELS_DIR, b, "latest")
         except Exception:  # noqa: BLE001 - a branch without a model is simply not recorded
