@@ -18,7 +18,9 @@ from dfmesh.runtime.server import BaseService
 from dfmesh.runtime.tracing import annotate
 from services.ingest.faces import FaceCrops, FaceDetector
 from services.ingest.limits import IngestSlots
-from services.ingest.pipeline import (
+from services.ingest.pipeline import ingest_upload
+from services.ingest.rejections import BadRequest
+from services.ingest.results import (
     AudioResult,
     ClipFacts,
     DenseResult,
@@ -26,9 +28,7 @@ from services.ingest.pipeline import (
     SampledResult,
     SummaryResult,
     UploadRequest,
-    ingest_upload,
 )
-from services.ingest.rejections import BadRequest
 from services.ingest.settings import IngestSettings
 from services.ingest.spool import extension_hint
 

@@ -72,13 +72,8 @@ async def _chunks(path: Path) -> AsyncIterator[bytes]:
 
 async def ingest_file(path: Path, detector: Any, settings: Any) -> dict[str, np.ndarray]:
     """Run one file through ingest's pipeline; return its crops, landmarks and PCM."""
-    from services.ingest.pipeline import (
-        AudioResult,
-        DenseResult,
-        SampledResult,
-        UploadRequest,
-        ingest_upload,
-    )
+    from services.ingest.pipeline import ingest_upload
+    from services.ingest.results import AudioResult, DenseResult, SampledResult, UploadRequest
 
     crops, marks, frames, ranks, stamps, pcm = [], [], [], [], [], []
     mouths, dense_ts, found = [], [], []
