@@ -92,7 +92,7 @@ BRANCHES: tuple[Branch, ...] = (
            _FRAMES, ("visual_prob_mean", "visual_prob_max", "visual_prob_p90",
                      "visual_num_faces"), True, _PICTURES,
            ("visual artifacts detected", "no visual artifacts found"), gpu=True),
-    Branch("audio", 50055, "AASIST-L over 16 kHz speech windows",
+    Branch("audio", 50055, "AASIST-L over 16 kHz speech windows, with spectral statistics",
            (Packet.CLIP_INFO, Packet.AUDIO), ("audio_prob_fake",), True,
            frozenset({MediaKind.VIDEO, MediaKind.AUDIO}),
            ("audio sounds synthetic", "audio sounds natural")),

@@ -9,7 +9,8 @@ import pytest
 from grpc import aio
 
 from deepfake.v1 import branch_pb2, media_pb2
-from dfmesh.preprocess import waveform
+from dfmesh.errors import ModelIntegrityError
+from dfmesh.preprocess import speech_stats, waveform
 from dfmesh.runtime.server import running
 from services.audio.service import AudioServer, AudioSettings
 from tests.branch_support import (
@@ -93,3 +94,40 @@ async def test_shipped_model(speech) -> None:
     assert result.status == branch_pb2.OK and len(result.item_scores) == 3
     assert 0.0 <= result.features["audio_prob_fake"] <= 1.0
     assert result.model.name.startswith("audio-aasist")
+
+
+def _head(seed: int = 0) -> speech_stats.StatisticsHead:
+    rng = np.random.default_rng(seed)
+    n = len(speech_stats.FEATURE_NAMES)
+    return speech_stats.StatisticsHead(rng.normal(size=n), rng.uniform(0.5, 2.0, n),
+                                       rng.normal(0, 0.1, n), 0.3,
+                                       {"bias": -0.2, "aasist": 0.8, "statistics": 0.6})
+
+
+async def test_statistics_head_is_stacked_with_the_windows(tmp_path, speech) -> None:
+    head = _head()
+    build_model(tmp_path / "audio" / "2.1.0", "audio",
+                {"waveform": ["W", waveform.WINDOW_SAMPLES]}, {"waveform": "ReduceMax"},
+                version="2.1.0", preprocessing=waveform.PREPROCESSING,
+                statistics_head=head.to_manifest())
+    settings = AudioSettings(model_repo=tmp_path, metrics_port=0)
+    async with running(AudioServer(settings), settings) as running_server:
+        result = await analyze(running_server.port,
+                               [header(), clip_info(True), *audio_requests(speech)])
+    windows_mean = float(sigmoid(waveform.waveform_windows(speech).max(axis=1)).mean())
+    expected = head.prob_fake(windows_mean, speech_stats.speech_statistics(speech))
+    assert result.status == branch_pb2.OK
+    assert result.features["audio_prob_fake"] == pytest.approx(expected, abs=1e-5)
+    assert abs(expected - windows_mean) > 1e-3, "the head must change the answer"
+    assert [s.prob_fake for s in result.item_scores] == pytest.approx(
+        sigmoid(waveform.waveform_windows(speech).max(axis=1)), abs=1e-6)
+
+
+async def test_a_head_for_other_features_is_refused(tmp_path) -> None:
+    wrong = _head().to_manifest() | {"features": ["something", "else"]}
+    build_model(tmp_path / "audio" / "2.1.0", "audio",
+                {"waveform": ["W", waveform.WINDOW_SAMPLES]}, {"waveform": "ReduceMax"},
+                version="2.1.0", preprocessing=waveform.PREPROCESSING, statistics_head=wrong)
+    server = AudioServer(AudioSettings(model_repo=tmp_path, metrics_port=0))
+    with pytest.raises(ModelIntegrityError, match="statistics_head"):
+        server.load_model()

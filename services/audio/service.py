@@ -1,12 +1,14 @@
 """audio: AASIST on raw 16 kHz waveform windows of the clip's PCM; the clip's probability is
-the mean over windows."""
+the mean over windows, stacked with the clip's spectral statistics when the model's manifest
+carries a `statistics_head` (dfmesh.preprocess.speech_stats)."""
 
 from __future__ import annotations
 
 import numpy as np
 from pydantic import Field
 
-from dfmesh.preprocess import waveform
+from dfmesh.errors import ModelIntegrityError
+from dfmesh.preprocess import speech_stats, waveform
 from dfmesh.runtime.branch_inputs import AUDIO, BranchInputs
 from dfmesh.runtime.model_server import (
     BranchOutput,
@@ -30,15 +32,26 @@ class AudioSettings(ModelServerSettings):
 
 
 class AudioServer(ModelServer):
-    """Per-window probabilities; audio_prob_fake is their mean."""
+    """Per-window AASIST probabilities; audio_prob_fake is their mean, or that mean stacked
+    with the spectral statistics' logit when the model has a statistics head."""
 
     settings: AudioSettings
+    statistics_head: speech_stats.StatisticsHead | None = None
 
     branch = "audio"
     wants = frozenset({AUDIO})
     input_names = ("waveform",)
     output_names = ("logit",)
     preprocessing_contract = waveform.PREPROCESSING
+
+    def load_model(self) -> None:
+        super().load_model()
+        assert self.manifest is not None
+        head = self.manifest.extra.get("statistics_head")
+        try:
+            self.statistics_head = speech_stats.StatisticsHead.from_manifest(head) if head else None
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelIntegrityError(f"{self.manifest.directory}: statistics_head: {exc}") from exc
 
     def preprocess(self, inputs: BranchInputs) -> Prepared:
         pcm = require_pcm(inputs, waveform.SAMPLE_RATE)
@@ -47,9 +60,13 @@ class AudioServer(ModelServer):
                                         self.settings.max_windows)
         items = [Item(f"window:{i}", i, start / waveform.SAMPLE_RATE)
                  for i, start in enumerate(starts)]
-        return Prepared({"waveform": windows}, items)
+        context = ({"statistics": speech_stats.speech_statistics(pcm)}
+                   if self.statistics_head else {})
+        return Prepared({"waveform": windows}, items, context=context)
 
     def postprocess(self, prepared: Prepared, outputs: dict[str, np.ndarray]) -> BranchOutput:
         probs = sigmoid(per_row(outputs["logit"], len(prepared.items), "logit"))
         prob = float(probs.mean())
+        if self.statistics_head is not None:
+            prob = self.statistics_head.prob_fake(prob, prepared.context["statistics"])
         return self.scored(prepared, {"audio_prob_fake": prob}, prob, probs)

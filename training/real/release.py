@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import joblib
@@ -28,7 +29,19 @@ from training.real.score import features_dir
 from training.runtime import MODELS_DIR
 
 ARTIFACT = "fusion.joblib"
+RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
 MAX_FAKE_EXITS = 0.02
+
+
+def audio_commands(version: str) -> list[str]:
+    """AASIST's fine-tuning, then the statistics head when the version's recipe stacks one."""
+    recipe_path = RECIPES_DIR / f"audio-{version}.json"
+    if recipe_path.is_file():
+        recipe = json.loads(recipe_path.read_text())
+        return [recipe["aasist"]["made_by"], recipe["command"]]
+    return [f"python -m training.real.audio --cache && python -m training.real.audio --folds "
+            f"--final --export {version} && python -m training.real.audio --export-folds "
+            f"{version}"]
 
 
 def commands(versions: dict[str, str], fusion_version: str) -> list[str]:
@@ -37,8 +50,7 @@ def commands(versions: dict[str, str], fusion_version: str) -> list[str]:
     return [
         "python -m training pack                                   # ingest's crops and audio",
         f"python -m training.real.visual --recipe training/recipes/visual-{v}.json --export",
-        f"python -m training.real.audio --cache && python -m training.real.audio --folds "
-        f"--final --export {a} && python -m training.real.audio --export-folds {a}",
+        *audio_commands(a),
         f"python -m training.real.score --visual {v} --audio {a}  # held-out branch features",
         f"python -m training.real.temporal --visual {v} --version {t} && "
         f"python -m training.real.temporal --visual {v} --version {t} --final",

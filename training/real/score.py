@@ -2,6 +2,7 @@
 
     python -m training.real.score --visual 2.0.0 [--audio 2.0.0]
     python -m training.real.score --visual 2.1.0 --reuse runs/real/features-2.0.0/rows.jsonl
+    python -m training.real.score --visual 2.1.0 --audio 2.1.0 --reuse OLD_ROWS --fresh audio
 
 Each file gets, through the services' own code (training.real.features):
 - visual: from the fold model trained without the file's source
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,20 +46,22 @@ def fold_repo(branch: str, version: str, fold: int) -> Path:
 REUSABLE = ("tiny_gate", "mri", "audio", "sync")
 
 
-def reused_branches(path: Path) -> dict[str, dict[str, Any]]:
-    """entry -> {"features", "prob_fake"} of the REUSABLE branches in an earlier rows file."""
+def reused_branches(path: Path, fresh: Sequence[str] = ()) -> dict[str, dict[str, Any]]:
+    """entry -> {"features", "prob_fake"} of the REUSABLE branches in an earlier rows file,
+    less the `fresh` ones (those are scored again)."""
+    reusable = [b for b in REUSABLE if b not in fresh]
     out = {}
     for line in path.read_text().splitlines():
         row = json.loads(line)
         out[row["entry"]] = {
             "features": {c: v for c, v in row["features"].items()
-                         if any(c in BRANCH_FEATURES[b] for b in REUSABLE)},
-            "prob_fake": {b: v for b, v in row["prob_fake"].items() if b in REUSABLE}}
+                         if any(c in BRANCH_FEATURES[b] for b in reusable)},
+            "prob_fake": {b: v for b, v in row["prob_fake"].items() if b in reusable}}
     return out
 
 
 def score_rows(visual_version: str, audio_version: str | None, shipped: dict[str, str],
-               reuse: Path | None = None) -> list[dict[str, Any]]:
+               reuse: Path | None = None, fresh: Sequence[str] = ()) -> list[dict[str, Any]]:
     """One row per packed file (dev included, marked by its collection). With `reuse`, the
     tiny_gate, mri, audio and sync features of every file that file scored are taken from it
     (a rows file made with the same versions of those branches) instead of recomputed."""
@@ -76,7 +80,7 @@ def score_rows(visual_version: str, audio_version: str | None, shipped: dict[str
                 fold_servers[(branch, f)] = load_server(branch, repo, "latest")
     shipped_servers = {b: load_server(b, MODELS_DIR, v) for b, v in shipped.items()}
     embeddings: dict[int, dict[str, np.ndarray]] = {f: {} for f in range(num_folds)}
-    earlier = reused_branches(reuse) if reuse else {}
+    earlier = reused_branches(reuse, fresh) if reuse else {}
     for r in tqdm(index, desc="score", unit="file"):
         row = rows[r["entry"]]
         done = earlier.get(r["entry"])
@@ -100,7 +104,7 @@ def score_rows(visual_version: str, audio_version: str | None, shipped: dict[str
             if "dense_found" in entry and entry["dense_found"].any():
                 wanted.append(("sync", shipped_servers.get("sync"), None, True))
         for branch, srv, fold, keep in wanted:
-            if srv is None or (done and branch in REUSABLE):
+            if srv is None or (done and branch in REUSABLE and branch not in fresh):
                 continue
             got = served_features(srv, inputs)
             if got is None:
@@ -130,9 +134,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reuse", type=Path, default=None,
                         help="an earlier rows.jsonl made with the same tiny_gate, mri, audio "
                              "and sync versions: their features are copied, not recomputed")
+    parser.add_argument("--fresh", nargs="*", default=(), choices=REUSABLE,
+                        help="with --reuse: these branches are scored again (a new version)")
     args = parser.parse_args(argv)
     rows = score_rows(args.visual, args.audio, {"tiny_gate": args.tiny_gate, "sync": args.sync,
-                                                "mri": args.mri}, args.reuse)
+                                                "mri": args.mri}, args.reuse, args.fresh)
     print(f"{len(rows)} rows in {features_dir() / 'rows.jsonl'}")
 
 
