@@ -184,6 +184,7 @@ class ModelServer(BaseService):
         providers = choose_providers(s.execution_provider, ort.get_available_providers())
         session = ort.InferenceSession(artifact, sess_options=options, providers=providers)
         self._check_signature(manifest, session)
+        self.load_extras(manifest)
         self.manifest, self.session = manifest, session
         self.provider = session.get_providers()[0]
         log.info("model loaded", extra={"branch": self.branch, "model": manifest.name,
@@ -195,6 +196,10 @@ class ModelServer(BaseService):
         log.info("warm-up done", extra={"ms": round(1000 * (time.perf_counter() - start), 1)})
         metrics.MODEL_INFO.labels(self.branch, manifest.name, manifest.version,
                                   manifest.sha256[:12], self.provider).set(1)
+
+    def load_extras(self, manifest: ModelManifest) -> None:
+        """Read what the model needs beside its ONNX file from the verified manifest (before
+        the warm-up, which then exercises it); raise ModelIntegrityError when it is unusable."""
 
     def _check_signature(self, manifest: ModelManifest, session: ort.InferenceSession) -> None:
         have_in = {i.name for i in session.get_inputs()}

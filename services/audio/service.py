@@ -10,6 +10,7 @@ from pydantic import Field
 from dfmesh.errors import ModelIntegrityError
 from dfmesh.preprocess import speech_stats, waveform
 from dfmesh.runtime.branch_inputs import AUDIO, BranchInputs
+from dfmesh.runtime.model_repo import ModelManifest
 from dfmesh.runtime.model_server import (
     BranchOutput,
     Item,
@@ -44,14 +45,12 @@ class AudioServer(ModelServer):
     output_names = ("logit",)
     preprocessing_contract = waveform.PREPROCESSING
 
-    def load_model(self) -> None:
-        super().load_model()
-        assert self.manifest is not None
-        head = self.manifest.extra.get("statistics_head")
+    def load_extras(self, manifest: ModelManifest) -> None:
+        head = manifest.extra.get("statistics_head")
         try:
             self.statistics_head = speech_stats.StatisticsHead.from_manifest(head) if head else None
         except (KeyError, TypeError, ValueError) as exc:
-            raise ModelIntegrityError(f"{self.manifest.directory}: statistics_head: {exc}") from exc
+            raise ModelIntegrityError(f"{manifest.directory}: statistics_head: {exc}") from exc
 
     def preprocess(self, inputs: BranchInputs) -> Prepared:
         pcm = require_pcm(inputs, waveform.SAMPLE_RATE)
