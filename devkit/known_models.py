@@ -17,6 +17,7 @@ import onnx
 from onnx import TensorProto, helper
 from sklearn.linear_model import LogisticRegression
 
+from dfmesh.branches import BRANCH_NAMES
 from dfmesh.preprocess import mouth, waveform
 from dfmesh.preprocess.stats import BRANCH_FEATURES, FEATURE_COLS
 from dfmesh.runtime.config import REPO_ROOT
@@ -78,6 +79,7 @@ def build_model(version_dir: Path, branch: str, inputs: dict[str, list[int | str
 
 
 KNOWN_MODELS: dict[str, tuple[dict, dict, tuple[str, ...]]] = {
+    # branch: (its inputs and their shapes, the reduction per input, extra outputs)
     "tiny_gate": ({"patches": ["N", 3, 32, 32]}, {"patches": "ReduceMean"}, ()),
     "visual": ({"image": ["N", 3, 224, 224]}, {"image": "ReduceMean"}, ("embedding",)),
     "audio": ({"waveform": ["W", waveform.WINDOW_SAMPLES]}, {"waveform": "ReduceMax"}, ()),
@@ -134,11 +136,15 @@ def build_test_repo(root: Path, prefer_shipped: bool = True) -> str:
     is complete (every branch and the fusion bundle exported: a release whose parts were
     made to fit each other), else test-built models throughout. Returns "shipped" or
     "test-built" so a test can say what it ran on."""
-    names = (*KNOWN_MODELS, "fusion")
+    names = (*BRANCH_NAMES, "fusion")
     if prefer_shipped and all(shipped(n) for n in names):
         for name in names:
             shutil.copytree(SHIPPED_MODELS / name, root / name)
         return "shipped"
+    unknown = [n for n in BRANCH_NAMES if n not in KNOWN_MODELS]
+    if unknown:
+        raise KeyError(f"no test-built model for {', '.join(unknown)}: add its inputs to "
+                       "devkit.known_models.KNOWN_MODELS")
     for name, (inputs, ops, extra) in KNOWN_MODELS.items():
         build_model(root / name / "1.0.0", name, inputs, ops, extra_outputs=extra)
     build_fusion_bundle(root / "fusion" / "1.0.0")

@@ -32,6 +32,15 @@ class Packet(StrEnum):
 STREAM_ORDER: tuple[Packet, ...] = tuple(Packet)
 
 
+class Size(StrEnum):
+    """How big a branch's pods are in Kubernetes: CPU and memory requests and limits, start-up
+    allowance and replica range (scripts/gen_branch_files.py holds the numbers)."""
+
+    SMALL = "small"      # a tiny model: 250m CPU, 512 Mi, 1-6 replicas
+    MEDIUM = "medium"    # 500m CPU, 1 Gi, 1-8 replicas
+    LARGE = "large"      # one CPU, 2 Gi, two warm replicas, up to 12
+
+
 class MediaKind(StrEnum):
     """media_pb2.MediaKind by name."""
 
@@ -48,7 +57,7 @@ class Branch:
     in the calibrated heads; adaptive fusion takes every branch); `kinds` the media kinds
     it runs on; `phrases` how the explanation words its finding (fake, real); `depends_on`
     the branch whose per-frame embeddings it is fed instead of packets; `gpu` whether the
-    GPU overlay gives it a GPU image and node."""
+    GPU overlay gives it a GPU image and node; `size` its pods' resources in Kubernetes."""
 
     name: str
     port: int
@@ -61,6 +70,7 @@ class Branch:
     deadline_seconds: float = 60.0
     depends_on: str = ""
     gpu: bool = False
+    size: Size = Size.MEDIUM
 
     @property
     def last_packet(self) -> Packet | None:
@@ -87,11 +97,13 @@ BRANCHES: tuple[Branch, ...] = (
     Branch("tiny_gate", 50053, "a tiny patch model: the cheap gate that may end an analysis",
            _FRAMES, ("tiny_prob_mean", "tiny_prob_max", "tiny_prob_p90", "tiny_num_files",
                      "tiny_num_patches"), True, _PICTURES,
-           ("patch-level artifacts", "patches look camera-original"), deadline_seconds=30.0),
+           ("patch-level artifacts", "patches look camera-original"), deadline_seconds=30.0,
+           size=Size.SMALL),
     Branch("visual", 50054, "a CNN per face crop, and per-frame embeddings for temporal",
            _FRAMES, ("visual_prob_mean", "visual_prob_max", "visual_prob_p90",
                      "visual_num_faces"), True, _PICTURES,
-           ("visual artifacts detected", "no visual artifacts found"), gpu=True),
+           ("visual artifacts detected", "no visual artifacts found"), gpu=True,
+           size=Size.LARGE),
     Branch("audio", 50055, "AASIST-L over 16 kHz speech windows, with spectral statistics",
            (Packet.CLIP_INFO, Packet.AUDIO), ("audio_prob_fake",), True,
            frozenset({MediaKind.VIDEO, MediaKind.AUDIO}),
@@ -99,14 +111,15 @@ BRANCHES: tuple[Branch, ...] = (
     Branch("temporal", 50056, "motion statistics of visual's per-frame embeddings",
            (), ("temporal_prob_fake",), True, frozenset({MediaKind.VIDEO}),
            ("inconsistencies across frames", "consistent motion across frames"),
-           deadline_seconds=30.0, depends_on="visual"),
+           deadline_seconds=30.0, depends_on="visual", size=Size.SMALL),
     Branch("sync", 50057, "lip motion against the audio in the dense window",
            (Packet.CLIP_INFO, Packet.DENSE_FRAME, Packet.AUDIO), ("sync_prob",), True,
            frozenset({MediaKind.VIDEO}),
            ("audio out of step with lip motion", "audio consistent with lip motion")),
     Branch("mri", 50058, "a face-reconstruction (MRI) map's classifier per face crop",
            _FRAMES, ("mri_prob_mean", "mri_prob_max", "mri_prob_p90"), False, _PICTURES,
-           ("synthesis traces in the MRI map", "clean MRI map"), gpu=True),
+           ("synthesis traces in the MRI map", "clean MRI map"), gpu=True,
+           size=Size.LARGE),
     *_extra_branches(),
 )
 

@@ -23,7 +23,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-CPU_TARGETS=(gateway fusion ingest tiny-gate visual audio temporal sync mri)
+# Every CPU image: the Dockerfile's targets on the CPU runtime stage (gateway, fusion, ingest
+# and the branch targets generated from dfmesh/branches.py by scripts/gen_branch_files.py).
+mapfile -t CPU_TARGETS < <(sed -n 's/^FROM runtime AS \([a-z0-9-]*\)$/\1/p' docker/Dockerfile)
 PREFIX=${DFMESH_IMAGE_PREFIX:-dfmesh}
 TAG=${DFMESH_IMAGE_TAG:-0.1.0}
 SUITE=bookworm

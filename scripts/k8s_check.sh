@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Offline checks of the Kubernetes deployment, run by CI (scripts/test.sh):
+#  0. the files generated from the branch registry are current (scripts/gen_branch_files.py);
 #  1. render every overlay x component combination with `kubectl kustomize` and validate
 #     every object strictly against the Kubernetes schemas (kubernetes-validate) and custom
 #     resources against the CRD schemas in k8s/crds/;
@@ -8,6 +9,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
+
+echo "== files generated from the branch registry"
+"$PY" scripts/gen_branch_files.py --check
+echo "current"
 
 echo "== kustomize render + schema validation"
 "$PY" scripts/k8s_manifests.py

@@ -11,8 +11,9 @@ from deepfake.v1 import branch_pb2, media_pb2
 from devkit.known_models import build_fusion_bundle
 from dfmesh.errors import DeadlineExceeded, InvalidInput, LimitExceeded, UpstreamUnavailable
 from services.fusion.assemble import assemble, every_branch
-from services.fusion.branch_call import failure_label, gate_says_real, ingest_error
+from services.fusion.branch_call import failure_label, ingest_error
 from services.fusion.fusion import FusionBundle, load_bundle
+from services.fusion.gate import gate_says_real
 from services.fusion.outcome import BranchOutcome, BranchState, ProgressEvent, Stage, Verdict
 from services.fusion.plan import plan_branches
 from services.fusion.progress import Progress, frames_percent, models_percent

@@ -9,7 +9,7 @@
 A subclass sets `branch`, `wants` (which payloads to decode), `input_names` and
 `output_names`, and writes `preprocess` and `postprocess`. Concurrent requests' feeds are
 joined into shared session runs by dfmesh.runtime.batching.MicroBatcher where the model's
-batch axis is dynamic (DFMESH_BATCH_WINDOW_MS, DFMESH_MAX_BATCH_SIZE). Input a branch
+batch axis is dynamic (DFMESH_BATCH_WINDOW_MS, DFMESH_<BRANCH>_MAX_BATCH_SIZE). Input a branch
 cannot use is reported with `raise NoUsableInput(detail)`, which becomes a NO_INPUT result,
 not an error. Warm-up runs the model and `preprocess` once on synthetic inputs.
 """
@@ -54,7 +54,11 @@ Status = Literal["OK", "NO_INPUT", "FALLBACK"]
 
 
 class ModelServerSettings(ServiceSettings):
-    """Settings every branch shares, e.g. DFMESH_MODEL_VERSION, DFMESH_INTRA_OP_THREADS."""
+    """Settings every branch shares, e.g. DFMESH_MODEL_VERSION, DFMESH_INTRA_OP_THREADS. A
+    batch and a face limit are set per branch (DFMESH_VISUAL_MAX_BATCH_SIZE): their units
+    and sensible values differ between branches."""
+
+    per_service: ClassVar[frozenset[str]] = frozenset({"max_batch_size", "max_faces_per_frame"})
 
     model_version: str = Field("latest", description="version folder to serve; latest = highest")
     execution_provider: str = Field("auto", pattern="^(auto|cpu|cuda)$",

@@ -4,6 +4,8 @@ carries a `statistics_head` (dfmesh.preprocess.speech_stats)."""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 from pydantic import Field
 
@@ -24,11 +26,14 @@ from dfmesh.runtime.model_server import (
 
 
 class AudioSettings(ModelServerSettings):
-    """audio's settings (env DFMESH_*)."""
+    """audio's settings (env DFMESH_*). The windows scored per clip are not a setting: the
+    clip's score is the mean over waveform.MAX_WINDOWS windows, as the model's release was
+    evaluated and the fusion heads calibrated (its manifest's max_windows_served)."""
 
     service_name: str = "audio"
-    max_windows: int = Field(waveform.MAX_WINDOWS, ge=1,
-                             description="64,600-sample windows scored per clip")
+    retired: ClassVar[dict[str, str]] = {
+        name: f"audio scores {waveform.MAX_WINDOWS} windows per clip, the count its model "
+              "was evaluated with" for name in ("DFMESH_MAX_WINDOWS", "DFMESH_AUDIO_MAX_WINDOWS")}
     max_batch_size: int = Field(8, ge=1, description="windows per session run")
 
 
@@ -54,9 +59,9 @@ class AudioServer(ModelServer):
 
     def preprocess(self, inputs: BranchInputs) -> Prepared:
         pcm = require_pcm(inputs, waveform.SAMPLE_RATE)
-        windows = waveform.waveform_windows(pcm, self.settings.max_windows)
+        windows = waveform.waveform_windows(pcm, waveform.MAX_WINDOWS)
         starts = waveform.window_starts(max(pcm.size, waveform.WINDOW_SAMPLES),
-                                        self.settings.max_windows)
+                                        waveform.MAX_WINDOWS)
         items = [Item(f"window:{i}", i, start / waveform.SAMPLE_RATE)
                  for i, start in enumerate(starts)]
         context = ({"statistics": speech_stats.speech_statistics(pcm)}

@@ -12,6 +12,7 @@ from dfmesh.branches import BRANCH_NAMES
 from dfmesh.runtime import metrics
 from services.fusion.explain import explain
 from services.fusion.fusion import FusionBundle, decide
+from services.fusion.gate import GATE, early_exit_score
 from services.fusion.outcome import AnalysisOutcome, BranchOutcome, BranchState, Stage, Verdict
 from services.fusion.plan import KIND_NOTES
 from services.fusion.progress import Progress, models_percent
@@ -41,9 +42,7 @@ def assemble(*, analysis_id: str, outcomes: Mapping[str, BranchOutcome],
                 if o.state is BranchState.NO_INPUT}
     usable = usable_results({b: o.result for b, o in branches.items() if o.result is not None})
     if early_exit:
-        fused = Score(usable["tiny_gate"].features["tiny_prob_max"], "early_exit:tiny_gate",
-                      ("tiny_gate",),
-                      note=f"early exit: every patch below {early_exit_threshold:g}")
+        fused = early_exit_score(usable[GATE], early_exit_threshold)
         # The gate's threshold is the operator's definition of "confidently real".
         verdict, confidence = Verdict.AUTHENTIC, 100.0 * (1.0 - fused.prob_fake)
     else:

@@ -94,12 +94,11 @@ def failure_label(code: grpc.StatusCode) -> str:
     return "failed"
 
 
-def gate_says_real(gate: BranchOutcome, threshold: float) -> bool:
-    """Every patch confidently real: tiny_prob_max below the threshold (faces found)."""
-    if gate.state is not BranchState.OK or gate.result is None:
-        return False
-    tiny_max = gate.result.features.get("tiny_prob_max")
-    return tiny_max is not None and tiny_max < threshold
+def ingest_rpc_error(exc: aio.AioRpcError, address: str) -> DfmeshError:
+    """A failed ingest call as the domain error fusion answers with (ingest's retry-after
+    hint kept)."""
+    retry = dict(exc.trailing_metadata() or ()).get("retry-after")
+    return ingest_error(exc.code(), exc.details() or "", str(retry) if retry else None, address)
 
 
 def ingest_error(code: grpc.StatusCode, details: str, retry_after: str | None,

@@ -24,21 +24,22 @@ branches get it for their centre-crop fallback. Sending all 16 cost 44 MB (720p)
 (bench: mesh vs in-process CPU); ingest's DFMESH_FULL_FRAME_MAX_SIDE bounds their size
 where the network is slower than loopback.
 
-The parts: plan (which branches), routing (feeds and which packets go where), branch_call
-(one call under its deadline), assemble (the result), progress, outcome (the types and
-enums). This module coordinates them for one analysis (_Run) and admits analyses
-(Orchestrator).
+The parts: request (the options resolved), plan (which branches), routing (feeds and which
+packets go where), gate (the early exit), branch_call (one call under its deadline), ledger
+(outcomes, timings, progress), cached (the result cache), assemble (the result), spans,
+progress, outcome (the types and enums). run.AnalysisRun coordinates them for one analysis;
+this module admits analyses (Orchestrator).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any, Protocol
 
 from deepfake.v1 import media_pb2
 from dfmesh.errors import LimitExceeded
 from dfmesh.runtime.logging import analysis_id_var
+from services.fusion.cached import ResultCacheLike
 from services.fusion.fusion import DEFAULT_EARLY_EXIT_THRESHOLD, DEFAULT_THRESHOLD, FusionBundle
 from services.fusion.outcome import (
     AnalysisOptions,
@@ -53,20 +54,6 @@ from services.fusion.upstreams import Upstreams
 
 __all__ = ["AnalysisOptions", "AnalysisOutcome", "BranchOutcome", "Orchestrator",
            "ProgressEvent"]
-
-
-
-class ResultCacheLike(Protocol):
-    """services.fusion.cache.ResultCache as the orchestrator uses it."""
-
-    models: Any
-
-    def key(self, clip_sha256: str, options: dict[str, object],
-            bundle_sha256: str) -> str | None: ...
-
-    async def get(self, key: str) -> AnalysisOutcome | None: ...
-
-    async def put(self, key: str, outcome: AnalysisOutcome) -> None: ...
 
 
 class Orchestrator:

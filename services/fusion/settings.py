@@ -19,8 +19,10 @@ __all__ = ["BRANCH_NAMES", "FusionSettings"]
 def _branch_fields() -> dict[str, Any]:
     fields: dict[str, Any] = {}
     for b in BRANCHES:
-        fields[f"{b.name}_addr"] = (str, Field(default_address(b.name)))
-        fields[f"{b.name}_deadline_seconds"] = (float, Field(b.deadline_seconds, gt=0))
+        fields[f"{b.name}_addr"] = (str, Field(default_address(b.name), description=(
+            f"where the {b.name} branch listens")))
+        fields[f"{b.name}_deadline_seconds"] = (float, Field(b.deadline_seconds, gt=0, description=(
+            f"{b.name}'s call, counted from its input being complete")))
     return fields
 
 
@@ -37,7 +39,7 @@ class FusionSettings(_WithBranches):
 
     service_name: str = "fusion"
 
-    ingest_addr: str = Field(default_address("ingest"))
+    ingest_addr: str = Field(default_address("ingest"), description="where ingest listens")
     ingest_deadline_seconds: float = Field(180.0, gt=0, description="whole ingest stream")
     health_cache_seconds: float = Field(2.0, ge=0,
                                         description="how long a branch health answer is trusted")

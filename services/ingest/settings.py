@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -14,6 +14,10 @@ class IngestSettings(ServiceSettings):
     """Everything ingest can be told from the environment, e.g. DFMESH_MAX_UPLOAD_BYTES."""
 
     service_name: str = "ingest"
+    per_service: ClassVar[frozenset[str]] = frozenset({"max_faces_per_frame"})
+    retired: ClassVar[dict[str, str]] = {
+        "DFMESH_AUDIO_SAMPLE_RATE": "ingest's audio is always 16 kHz, what every audio model "
+                                    "expects (dfmesh.preprocess.waveform.SAMPLE_RATE)"}
 
     max_upload_bytes: int = Field(512 * MiB, ge=1, description="larger uploads are refused")
     max_duration_seconds: float = Field(600.0, gt=0, description="longer clips are refused")
@@ -21,7 +25,8 @@ class IngestSettings(ServiceSettings):
         7680 * 4320, ge=64 * 64, description="larger frames (8K UHD by default) are refused: "
         "a tiny file can declare huge frames, and each decoded frame is width*height*3 bytes")
     max_frames: int = Field(64, ge=1, description="upper bound on IngestOptions.num_frames")
-    default_num_frames: int = Field(16, ge=1)
+    default_num_frames: int = Field(16, ge=1, description="frames sampled when the request "
+                                    "does not say")
     dense_window_seconds: float = Field(2.5, gt=0, le=10.0,
                                         description="lip-sync window at native fps")
     dense_detect_every: int = Field(5, ge=1,
@@ -40,7 +45,8 @@ class IngestSettings(ServiceSettings):
                                "pixels; 40 at 640 halves MTCNN's time against 20 and keeps "
                                "every face big enough to judge")
     max_faces_per_frame: int = Field(5, ge=1, description="largest faces kept per frame")
-    min_face_score: float = Field(0.9, ge=0, le=1)
+    min_face_score: float = Field(0.9, ge=0, le=1, description="MTCNN confidence below "
+                                  "which a detection is not a face")
     mtcnn_backend: Literal["onnx", "torch"] = Field(
         "onnx", description="onnx: facenet-pytorch's MTCNN nets exported to ONNX Runtime at "
         "start-up (about 2.5x less CPU); torch: facenet-pytorch's own code path")
@@ -56,6 +62,7 @@ class IngestSettings(ServiceSettings):
     reject_drain_bytes: int = Field(
         64 * MiB, ge=0, description="after refusing an upload mid-stream, read and discard up to "
         "this much of the rest so the caller's client reports the status (grpc/grpc#36066)")
-    reject_drain_seconds: float = Field(5.0, ge=0)
+    reject_drain_seconds: float = Field(5.0, ge=0, description="and for at most this long")
     tool_timeout_seconds: float = Field(120.0, gt=0, description="ffprobe/ffmpeg time limit")
-    audio_chunk_seconds: float = Field(1.0, gt=0, le=10.0)
+    audio_chunk_seconds: float = Field(1.0, gt=0, le=10.0, description="PCM per AudioChunk "
+                                       "packet")

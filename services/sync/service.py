@@ -3,8 +3,9 @@ lip-sync window; sync_prob is the mean in-sync probability and prob_fake = 1 - s
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
-from pydantic import Field
 
 from dfmesh.preprocess import mouth
 from dfmesh.runtime.branch_inputs import AUDIO, DENSE, BranchInputs
@@ -25,10 +26,15 @@ NO_MOUTH = np.zeros((mouth.MOUTH_SIZE, mouth.MOUTH_SIZE, 3), np.uint8)
 
 
 class SyncSettings(ModelServerSettings):
-    """sync's settings (env DFMESH_*)."""
+    """sync's settings (env DFMESH_*). The window pairs per clip are not a setting: they are
+    part of the preprocessing contract the model's manifest is checked against
+    (mouth.PREPROCESSING's max_windows)."""
 
     service_name: str = "sync"
-    max_windows: int = Field(mouth.MAX_WINDOWS, ge=1, description="window pairs per clip")
+    retired: ClassVar[dict[str, str]] = {
+        name: f"sync scores at most {mouth.MAX_WINDOWS} window pairs, part of its "
+              "preprocessing contract"
+        for name in ("DFMESH_MAX_WINDOWS", "DFMESH_SYNC_MAX_WINDOWS")}
 
 
 class SyncServer(ModelServer):
@@ -50,12 +56,12 @@ class SyncServer(ModelServer):
         mouths, audio = mouth.sync_inputs(
             [d.mouth if d.mouth is not None else NO_MOUTH for d in dense],
             [d.timestamp_seconds for d in dense], pcm, inputs.sample_rate,
-            valid=[d.face_found for d in dense], max_windows=self.settings.max_windows)
+            valid=[d.face_found for d in dense], max_windows=mouth.MAX_WINDOWS)
         if len(mouths) == 0:
             raise NoUsableInput("no full window with a face and audio in the dense window")
         centres = mouth.window_centres(np.array([d.timestamp_seconds for d in dense]),
                                        pcm.size / inputs.sample_rate,
-                                       max_windows=self.settings.max_windows)
+                                       max_windows=mouth.MAX_WINDOWS)
         items = [Item(f"window:{i}", i, 0.0) for i in range(len(mouths))]
         if len(centres) == len(mouths):  # no window was dropped: timestamps are known
             items = [Item(f"window:{i}", i, float(c)) for i, c in enumerate(centres)]

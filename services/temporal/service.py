@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 from pydantic import Field
 
@@ -24,8 +26,12 @@ class TemporalSettings(ModelServerSettings):
     """temporal's settings (env DFMESH_*)."""
 
     service_name: str = "temporal"
-    min_frames: int = Field(2, ge=2, description="fewer embeddings -> NO_INPUT")
-    max_frames: int = Field(256, ge=2, description="more embeddings are refused")
+    retired: ClassVar[dict[str, str]] = {
+        "DFMESH_TEMPORAL_MIN_FRAMES": "use DFMESH_TEMPORAL_MIN_EMBEDDINGS",
+        "DFMESH_TEMPORAL_MAX_FRAMES": "use DFMESH_TEMPORAL_MAX_EMBEDDINGS",
+        "DFMESH_MIN_FRAMES": "temporal's is DFMESH_TEMPORAL_MIN_EMBEDDINGS"}
+    min_embeddings: int = Field(2, ge=2, description="fewer frame embeddings -> NO_INPUT")
+    max_embeddings: int = Field(256, ge=2, description="more frame embeddings are refused")
 
 
 class TemporalServer(ModelServer):
@@ -41,12 +47,12 @@ class TemporalServer(ModelServer):
 
     def preprocess(self, inputs: BranchInputs) -> Prepared:
         found = inputs.embeddings
-        if len(found) < self.settings.min_frames:
+        if len(found) < self.settings.min_embeddings:
             raise NoUsableInput(f"{len(found)} frame embedding(s); the temporal model needs "
-                                f"at least {self.settings.min_frames}")
-        if len(found) > self.settings.max_frames:
+                                f"at least {self.settings.min_embeddings}")
+        if len(found) > self.settings.max_embeddings:
             raise InvalidInput(f"{len(found)} frame embeddings; at most "
-                               f"{self.settings.max_frames} are accepted")
+                               f"{self.settings.max_embeddings} are accepted")
         dims = {e.values.size for e in found}
         expected = self.input_shape("embeddings")[-1]
         if len(dims) != 1 or (isinstance(expected, int) and dims != {expected}):

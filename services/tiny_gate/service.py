@@ -30,7 +30,7 @@ class TinyGateSettings(ModelServerSettings):
 
     service_name: str = "tiny_gate"
     max_batch_size: int = Field(1024, ge=1, description="patches per session run")
-    max_faces_per_frame: int = Field(4, ge=1)
+    max_faces_per_frame: int = Field(4, ge=1, description="largest faces scored per frame")
 
 
 class TinyGateServer(ModelServer):

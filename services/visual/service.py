@@ -26,7 +26,7 @@ class VisualSettings(ModelServerSettings):
 
     service_name: str = "visual"
     max_batch_size: int = Field(16, ge=1, description="crops per session run")
-    max_faces_per_frame: int = Field(4, ge=1)
+    max_faces_per_frame: int = Field(4, ge=1, description="largest faces scored per frame")
 
 
 class VisualServer(ModelServer):

@@ -34,6 +34,7 @@ import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from devkit.scripts import load_script
+from dfmesh.branches import BRANCH_NAMES
 from dfmesh.runtime.config import REPO_ROOT
 
 _podman = load_script("k8s_podman")
@@ -45,7 +46,7 @@ pytestmark = [pytest.mark.deploy, pytest.mark.slow, pytest.mark.timeout(1200)]
 CONTAINERS_CONF = REPO_ROOT / "docker" / "podman" / "containers.conf"
 PORT_OFFSET = int(os.environ.get("DFMESH_DEPLOY_PORT_OFFSET", "10000"))
 ARTIFACTS = Path(os.environ.get("DFMESH_ARTIFACTS", REPO_ROOT / "artifacts")) / "deploy"
-BRANCHES = ("tiny_gate", "visual", "audio", "temporal", "sync", "mri")
+BRANCHES = BRANCH_NAMES
 CLIP = "lipnet__GRID_bbaf2n.mpg"          # face and speech: every branch has input
 SECOND_CLIP = "lipnet__GRID_brbk7n.mpg"   # another one, so fusion's result cache cannot answer
 VICTIM = "sync"

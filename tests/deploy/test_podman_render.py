@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from devkit.scripts import load_script
-from dfmesh.runtime.config import REPO_ROOT
+from dfmesh.runtime.config import REPO_ROOT, SERVICES
 
 SCRIPT = REPO_ROOT / "scripts" / "k8s_podman.py"
 pytest.importorskip("kubernetes_validate", reason="dev extra not installed")
@@ -39,8 +39,7 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
 def test_only_what_podman_plays_one_replica_each(rendered) -> None:
     assert {o["kind"] for o in rendered} == {"ConfigMap", "Deployment"}
     found = deployments(rendered)
-    assert set(found) == {"gateway", "fusion", "ingest", "tiny-gate", "visual", "audio",
-                          "temporal", "sync", "mri"}
+    assert set(found) == {s.replace("_", "-") for s in SERVICES}
     assert all(d["spec"]["replicas"] == 1 for d in found.values())
 
 

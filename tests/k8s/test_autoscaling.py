@@ -6,7 +6,8 @@ Service times: CPU seconds per clip for each service. They come from
 docs/bench/service_times.json when the benchmark has written it
 ({"source": "...", "cpu_seconds_per_clip": {"ingest": 1.9, ...}}), else from the design-level
 placeholders below (the issue 8 budget: about 8 CPU seconds for a 10 s 1080p clip on the
-whole mesh). Each test says which source it ran on when it fails.
+whole mesh); a branch found in neither (a new one, before the benchmark has run) gets the
+placeholder of its registry size class. Each test says which source it ran on when it fails.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from dfmesh.branches import Size, branch
 from tests.k8s.hpa_model import (
     CPU_WINDOW_SECONDS,
     SYNC_SECONDS,
@@ -37,6 +39,7 @@ PLACEHOLDER_CPU_SECONDS = {
     "ingest": 2.0, "tiny_gate": 0.05, "visual": 0.8, "audio": 0.3, "temporal": 0.05,
     "sync": 0.4, "mri": 1.2, "gateway": 0.05,
 }
+PLACEHOLDER_BY_SIZE = {Size.SMALL: 0.05, Size.MEDIUM: 0.4, Size.LARGE: 1.2}
 MINUTE = 60.0
 
 
@@ -49,6 +52,13 @@ def service_times() -> tuple[dict[str, float], str]:
 
 
 CPU_SECONDS, SOURCE = service_times()
+
+
+def cpu_seconds(service: str) -> float:
+    """The service's CPU seconds per clip; a branch without any, its size class's."""
+    if service in CPU_SECONDS:
+        return CPU_SECONDS[service]
+    return PLACEHOLDER_BY_SIZE[branch(service).size]
 
 
 # ---------------------------------------------------------------- load traces (clips/s)
@@ -131,7 +141,7 @@ def test_quantities():
 
 def model_for(deployment: dict, service: str) -> ServiceModel:
     c = deployment["spec"]["template"]["spec"]["containers"][0]
-    return ServiceModel(cpu_seconds=CPU_SECONDS[service],
+    return ServiceModel(cpu_seconds=cpu_seconds(service),
                         cpu_request=quantity(c["resources"]["requests"]["cpu"]),
                         cpu_limit=quantity(c["resources"]["limits"]["cpu"]))
 

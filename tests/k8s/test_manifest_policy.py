@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dfmesh.branches import BRANCHES
+from dfmesh.branches import BRANCH_NAMES, BRANCHES
 from dfmesh.runtime.config import DEFAULT_PORTS, METRICS_PORT_OFFSET
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -191,8 +191,7 @@ def test_mesh_addresses_resolve_to_headless_services_on_the_right_ports(full_ren
             assert service_key(svc) == target and port == DEFAULT_PORTS[target], f"{var}={value}"
             assert services[svc]["spec"]["clusterIP"] == "None", f"{svc} must be headless"
             seen.add((name, target))
-    branches = {"ingest", "tiny_gate", "visual", "audio", "temporal", "sync", "mri"}
-    assert {t for n, t in seen if n == "fusion"} == branches
+    assert {t for n, t in seen if n == "fusion"} == {"ingest", *BRANCH_NAMES}
     assert {t for n, t in seen if n == "gateway"} == {"fusion"}
 
 
