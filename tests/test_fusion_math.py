@@ -181,6 +181,11 @@ def test_bundle_warns_about_branch_models_it_was_not_fitted_on(tmp_path: Path,
     [warning] = loaded.calibration_warnings({"visual": "d" * 64, "audio": "b" * 64})
     assert warning.startswith("visual served model dddddddddddd")
     assert "visual-resnet18:1.1.0:aaaaaaaaaaaa" in warning
+    # same ONNX file, another version (audio 2.1.0 adds a head to 2.0.0's file): warned
+    served = {"visual": "a" * 64, "audio": "b" * 64}
+    assert loaded.calibration_warnings(served, {"visual": "1.1.0", "audio": "1.0.0"}) == []
+    [warning] = loaded.calibration_warnings(served, {"visual": "1.1.0", "audio": "2.1.0"})
+    assert warning.startswith("audio served model bbbbbbbbbbbb (version 2.1.0), but")
 
 
 def test_shipped_release_is_consistent() -> None:
@@ -189,9 +194,10 @@ def test_shipped_release_is_consistent() -> None:
     if not (SHIPPED_REPO / "fusion").is_dir():
         pytest.skip(f"no shipped fusion bundle under {SHIPPED_REPO / 'fusion'} yet")
     bundle = load_bundle(SHIPPED_REPO)
-    served = {b: load_verified(SHIPPED_REPO, b).sha256 for b in bundle.fitted_on}
+    manifests = {b: load_verified(SHIPPED_REPO, b) for b in bundle.fitted_on}
     assert set(bundle.fitted_on) >= {"tiny_gate", "visual", "audio", "temporal", "sync"}
-    assert bundle.calibration_warnings(served) == []
+    assert bundle.calibration_warnings({b: m.sha256 for b, m in manifests.items()},
+                                       {b: m.version for b, m in manifests.items()}) == []
     temporal = load_verified(SHIPPED_REPO, "temporal")
     assert temporal.extra["visual_model"]["sha256"] == load_verified(SHIPPED_REPO, "visual").sha256
 

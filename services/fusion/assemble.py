@@ -63,7 +63,8 @@ def assemble(*, analysis_id: str, outcomes: Mapping[str, BranchOutcome],
         explanation=text, timings_ms={}, fusion_mode=mode, method=method,
         fusion_head=fused.head, clip=clip, threshold=threshold,
         warnings=[] if early_exit else bundle.calibration_warnings(
-            {b: usable[b].model.sha256 for b in fused.used if b in usable}))
+            {b: usable[b].model.sha256 for b in fused.used if b in usable},
+            {b: usable[b].model.version for b in fused.used if b in usable}))
 
 
 def record_metrics(outcome: AnalysisOutcome) -> None:

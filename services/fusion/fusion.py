@@ -79,16 +79,27 @@ class FusionBundle:
     """branch -> "name:version:sha256[:12]" of the model whose scores the heads and
     temperatures were fitted to (the manifest's training_data.scored_with)."""
 
-    def calibration_warnings(self, served: Mapping[str, str]) -> list[str]:
+    def calibration_warnings(self, served: Mapping[str, str],
+                             versions: Mapping[str, str] | None = None) -> list[str]:
         """One warning per branch in `served` (branch -> served artifact sha256) whose model
         differs from the one this bundle was fitted on: its probabilities were never calibrated
-        against these heads."""
+        against these heads. `versions` (branch -> served model version) catches a version
+        that shares its ONNX file with another but not what its manifest adds (audio 2.1.0's
+        statistics head beside AASIST 2.0.0's file)."""
         out = []
+        versions = versions or {}
         for branch, sha in sorted(served.items()):
             fitted = self.fitted_on.get(branch) or ""
-            if not fitted or not sha or fitted.rsplit(":", 1)[-1] == sha[:12]:
+            if not fitted or not sha:
                 continue
-            out.append(f"{branch} served model {sha[:12]}, but fusion {self.version} was fitted "
+            parts = fitted.split(":")
+            same_file = parts[-1] == sha[:12]
+            version = versions.get(branch)
+            same_version = version is None or len(parts) < 3 or parts[-2] == version
+            if same_file and same_version:
+                continue
+            what = sha[:12] + (f" (version {version})" if version else "")
+            out.append(f"{branch} served model {what}, but fusion {self.version} was fitted "
                        f"on {fitted}: its weight and calibration were not fitted to this model")
         return out
 
