@@ -107,7 +107,7 @@ BRANCHES: tuple[Branch, ...] = (
     Branch("audio", 50055, "AASIST-L over 16 kHz speech windows, with spectral statistics",
            (Packet.CLIP_INFO, Packet.AUDIO), ("audio_prob_fake",), True,
            frozenset({MediaKind.VIDEO, MediaKind.AUDIO}),
-           ("audio sounds synthetic", "audio sounds natural")),
+           ("audio sounds synthetic", "audio sounds natural"), size=Size.LARGE),
     Branch("temporal", 50056, "motion statistics of visual's per-frame embeddings",
            (), ("temporal_prob_fake",), True, frozenset({MediaKind.VIDEO}),
            ("inconsistencies across frames", "consistent motion across frames"),

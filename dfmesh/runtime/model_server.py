@@ -132,6 +132,9 @@ class ModelServer(BaseService):
     preprocessing_contract: ClassVar[dict[str, Any]] = {}
     """What this code's preprocessing makes (e.g. dfmesh.preprocess.audio.PREPROCESSING); a
     model whose manifest says otherwise for any shared key is refused at load."""
+    cpu_memory_arena: ClassVar[bool] = True
+    """ONNX Runtime's CPU arena keeps the largest run's buffers for the next one: faster, but
+    a model with big intermediates (audio's graph attention) then holds its peak for good."""
     example_shapes: ClassVar[dict[str, tuple[int | None, ...]]] = {}
     """Typical input shapes (None = whatever the model fixes), used for dynamic axes at
     warm-up, e.g. tiny_gate's patch height and width."""
@@ -183,6 +186,7 @@ class ModelServer(BaseService):
             raise ModelIntegrityError(f"{manifest.artifact_path} changed while loading")
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.enable_cpu_mem_arena = self.cpu_memory_arena
         options.intra_op_num_threads = s.intra_op_threads
         options.inter_op_num_threads = 1
         providers = choose_providers(s.execution_provider, ort.get_available_providers())
