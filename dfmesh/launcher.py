@@ -25,7 +25,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from dfmesh.runtime.config import GRPC_START_ORDER, REPO_ROOT
+from dfmesh.runtime.config import GRPC_START_ORDER, METRICS_PORT_OFFSET, REPO_ROOT
 
 GRPC_SERVICES = GRPC_START_ORDER
 STARTUP_SECONDS = 180.0
@@ -44,6 +44,30 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` free loopback ports whose metrics ports (port + 1000, where a service with
+    DFMESH_METRICS_PORT=-1 serves them) are free as well, no port of one service being the
+    other port of another."""
+    chosen: list[int] = []
+    taken: set[int] = set()
+    while len(chosen) < count:
+        port = free_port()
+        pair = {port, port + METRICS_PORT_OFFSET}
+        if not pair & taken and _bindable(port + METRICS_PORT_OFFSET):
+            chosen.append(port)
+            taken |= pair
+    return chosen
 
 
 @dataclass
@@ -214,7 +238,7 @@ def start_mesh(logs: Path, env: Mapping[str, str], names: Sequence[str] = GRPC_S
     """`names` as processes on free loopback ports, each knowing the others' addresses;
     returns once all are SERVING, or stops them and raises with their logs' tails.
     `modules` names the module to run for a service outside services/ (a test's branch)."""
-    ports = {name: free_port() for name in names}
+    ports = dict(zip(names, free_ports(len(names)), strict=True))
     full_env = with_addresses(env, ports)
     processes = [launch((modules or {}).get(n) or module_of(n), n, ports[n], full_env, logs)
                  for n in names]
