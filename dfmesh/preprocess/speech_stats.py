@@ -22,6 +22,7 @@ import librosa
 import numpy as np
 import scipy.fft
 
+from dfmesh.preprocess.stats import column_logits
 from dfmesh.preprocess.waveform import SAMPLE_RATE, check_pcm
 
 MAX_SECONDS = 20.0
@@ -72,7 +73,8 @@ def _band_means(values: np.ndarray, bands: int) -> list[float]:
 
 def speech_statistics(pcm: np.ndarray) -> np.ndarray:
     """The clip's statistics, in FEATURE_NAMES order (float64). `pcm`: 16 kHz mono float."""
-    pcm = check_pcm(pcm)[: int(MAX_SECONDS * SAMPLE_RATE)]
+    head = int(MAX_SECONDS * SAMPLE_RATE)  # checked after the cut: the rest is never read
+    pcm = check_pcm(pcm[:head] if isinstance(pcm, np.ndarray) and pcm.ndim == 1 else pcm)
     min_len = int(MIN_SECONDS * SAMPLE_RATE)
     if pcm.size < min_len:
         pcm = np.tile(pcm, -(-min_len // pcm.size))[:min_len]
@@ -116,11 +118,6 @@ def speech_statistics(pcm: np.ndarray) -> np.ndarray:
     return np.asarray(out, dtype=np.float64)
 
 
-def _logit(p: float, eps: float = 1e-4) -> float:
-    p = min(max(p, eps), 1 - eps)
-    return float(np.log(p / (1 - p)))
-
-
 @dataclass(frozen=True)
 class StatisticsHead:
     """Standardized logistic regression over the statistics, stacked with AASIST: the clip's
@@ -155,7 +152,8 @@ class StatisticsHead:
 
     def prob_fake(self, aasist_prob: float, features: np.ndarray) -> float:
         """P(fake) of the clip from AASIST's clip probability and the statistics."""
-        z = (self.stack["bias"] + self.stack["aasist"] * _logit(aasist_prob)
+        aasist_logit = float(column_logits(np.array([[aasist_prob]]), [0])[0, 0])
+        z = (self.stack["bias"] + self.stack["aasist"] * aasist_logit
              + self.stack["statistics"] * self.statistics_logit(features))
         return float(1.0 / (1.0 + np.exp(-z)))
 
@@ -163,5 +161,6 @@ class StatisticsHead:
 def stacked_logits(aasist_probs: Sequence[float], statistics_logits: Sequence[float]
                    ) -> np.ndarray:
     """The stacker's inputs, [logit(aasist prob), statistics logit] per clip (training)."""
-    return np.column_stack([[_logit(float(p)) for p in aasist_probs],
+    aasist = np.asarray(aasist_probs, dtype=np.float64).reshape(-1, 1)
+    return np.column_stack([column_logits(aasist, [0])[:, 0],
                             np.asarray(statistics_logits, dtype=np.float64)])

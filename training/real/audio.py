@@ -354,7 +354,7 @@ def oof_metrics(rows: list[dict[str, Any]], key: str = "prob_fake") -> dict[str,
             "leave_one_generator_out": by_generator, "per_fold": by_fold}
 
 
-def _row(record: dict[str, Any], fold: int, prob: float) -> dict[str, Any]:
+def oof_row(record: dict[str, Any], fold: int, prob: float) -> dict[str, Any]:
     return {"path": record["path"], "source": source_key(record),
             "generator": record.get("generator", ""), "label": int(record["label"]),
             "kind": record["kind"], "fold": fold, "prob_fake": prob}
@@ -457,7 +457,7 @@ def run_folds(ws: WindowSet, folds: dict[str, int], args: argparse.Namespace) ->
         tuned = file_probs(model.cpu(), ws, test, args.frozen_blocks)
         base = file_probs(pretrained, ws, test, args.frozen_blocks)
         for i in test:
-            row = _row(ws.records[i], f, tuned[int(i)])
+            row = oof_row(ws.records[i], f, tuned[int(i)])
             row["prob_fake_pretrained"] = base[int(i)]
             rows.append(row)
     OUT_DIR.mkdir(parents=True, exist_ok=True)

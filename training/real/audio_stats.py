@@ -34,12 +34,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy.special import expit
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import log_loss
 from sklearn.model_selection import GroupKFold
 
 from dfmesh.preprocess import speech_stats
 from dfmesh.runtime.model_repo import read_manifest, write_manifest
-from training.real.audio import OUT_DIR, audio_records, channel_chain, oof_metrics
+from training.real.audio import (
+    OUT_DIR,
+    audio_records,
+    channel_chain,
+    oof_metrics,
+    oof_row,
+)
 from training.real.folds import assign_folds, fold_of, source_key
 from training.real.pack import load_entry, read_index
 from training.runtime import MODELS_DIR, RUNS_DIR
@@ -115,14 +123,10 @@ def fit_statistics_head(x: np.ndarray, y: np.ndarray, groups: np.ndarray,
     z = (flat - mean) / scale
     labels, grp = np.repeat(y, copies), np.repeat(groups, copies)
     splits = min(inner_folds, len(set(groups.tolist())))
-    losses = []
-    for c in grid:
-        loss = 0.0
-        for tr, te in GroupKFold(splits).split(z, labels, grp):
-            m = _balanced_lr(c).fit(z[tr], labels[tr])
-            p = np.clip(m.predict_proba(z[te])[:, 1], 1e-6, 1 - 1e-6)
-            loss += float(-(labels[te] * np.log(p) + (1 - labels[te]) * np.log(1 - p)).sum())
-        losses.append(loss)
+    losses = [sum(log_loss(labels[te], _balanced_lr(c).fit(z[tr], labels[tr])
+                           .predict_proba(z[te])[:, 1], labels=[0, 1], normalize=False)
+                  for tr, te in GroupKFold(splits).split(z, labels, grp))
+              for c in grid]
     best = grid[int(np.argmin(losses))]
     return mean, scale, _balanced_lr(best).fit(z, labels), best
 
@@ -177,11 +181,10 @@ def cross_fit(records: list[dict[str, Any]], x: np.ndarray, recipe: dict[str, An
         head = make_head(mean, scale, model, stack)
         stacked[test] = [head.prob_fake(float(base[i]), x[i, 0]) for i in np.flatnonzero(test)]
         heads[k] = {"head": head, "C": c}
-    rows = [{"path": r["path"], "source": source_key(r), "generator": r.get("generator", ""),
-             "label": int(r["label"]), "kind": r["kind"], "fold": int(fold[i]),
-             "aasist": float(base[i]), "statistics": float(1 / (1 + np.exp(-stat_logit[i]))),
-             "statistics_channel": float(1 / (1 + np.exp(-channel_logit[i]))),
-             "prob_fake": float(stacked[i])} for i, r in enumerate(records)]
+    rows = [oof_row(r, int(fold[i]), float(stacked[i]))
+            | {"aasist": float(base[i]), "statistics": float(expit(stat_logit[i])),
+               "statistics_channel": float(expit(channel_logit[i]))}
+            for i, r in enumerate(records)]
     metrics = {name: oof_metrics(rows, key) for name, key in
                (("stacked", "prob_fake"), ("statistics", "statistics"), ("aasist", "aasist"),
                 ("statistics_through_a_channel", "statistics_channel"))}

@@ -46,10 +46,9 @@ def fold_repo(branch: str, version: str, fold: int) -> Path:
 REUSABLE = ("tiny_gate", "mri", "audio", "sync")
 
 
-def reused_branches(path: Path, fresh: Sequence[str] = ()) -> dict[str, dict[str, Any]]:
-    """entry -> {"features", "prob_fake"} of the REUSABLE branches in an earlier rows file,
-    less the `fresh` ones (those are scored again)."""
-    reusable = [b for b in REUSABLE if b not in fresh]
+def reused_branches(path: Path, reusable: Sequence[str] = REUSABLE
+                    ) -> dict[str, dict[str, Any]]:
+    """entry -> {"features", "prob_fake"} of the `reusable` branches in an earlier rows file."""
     out = {}
     for line in path.read_text().splitlines():
         row = json.loads(line)
@@ -80,7 +79,8 @@ def score_rows(visual_version: str, audio_version: str | None, shipped: dict[str
                 fold_servers[(branch, f)] = load_server(branch, repo, "latest")
     shipped_servers = {b: load_server(b, MODELS_DIR, v) for b, v in shipped.items()}
     embeddings: dict[int, dict[str, np.ndarray]] = {f: {} for f in range(num_folds)}
-    earlier = reused_branches(reuse, fresh) if reuse else {}
+    reusable = [b for b in REUSABLE if b not in fresh]
+    earlier = reused_branches(reuse, reusable) if reuse else {}
     for r in tqdm(index, desc="score", unit="file"):
         row = rows[r["entry"]]
         done = earlier.get(r["entry"])
@@ -104,7 +104,7 @@ def score_rows(visual_version: str, audio_version: str | None, shipped: dict[str
             if "dense_found" in entry and entry["dense_found"].any():
                 wanted.append(("sync", shipped_servers.get("sync"), None, True))
         for branch, srv, fold, keep in wanted:
-            if srv is None or (done and branch in REUSABLE and branch not in fresh):
+            if srv is None or (done and branch in reusable):
                 continue
             got = served_features(srv, inputs)
             if got is None:
