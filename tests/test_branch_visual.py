@@ -10,6 +10,7 @@ from grpc import aio
 from deepfake.v1 import branch_pb2, media_pb2
 from dfmesh.preprocess.stats import BRANCH_FEATURES
 from dfmesh.preprocess.tensors import visual_input
+from dfmesh.runtime.branch_inputs import BranchInputs, FrameInput
 from dfmesh.runtime.server import running
 from services.visual.service import VisualServer, VisualSettings
 from tests.branch_support import (
@@ -91,3 +92,19 @@ async def test_shipped_model(shared_data) -> None:
     assert len(result.embeddings) == 8
     assert len({len(e.values) for e in result.embeddings}) == 1
     assert len(result.embeddings[0].values) > 1
+
+
+async def test_stacked_model_reads_the_full_crops(shared_data) -> None:
+    """A stacked model (visual 2.2.x) gets `image_full`; its logit moves with that input."""
+    repo = require_shipped("visual")
+    server = VisualServer(VisualSettings(model_repo=repo, metrics_port=0))
+    server.load_model()
+    if not server.takes_full_crops():
+        pytest.skip("the shipped visual model is not stacked")
+    crops = face_crops(shared_data, 3)
+    prepared = server.preprocess(BranchInputs(frames=[FrameInput(i, i * 0.5, [c])
+                                                      for i, c in enumerate(crops)]))
+    assert prepared.feeds["image_full"].shape == (3, 3, 256, 256)
+    plain = server.predict(prepared.feeds)["logit"]
+    flat = dict(prepared.feeds, image_full=np.zeros_like(prepared.feeds["image_full"]))
+    assert not np.allclose(server.predict(flat)["logit"], plain)

@@ -175,8 +175,10 @@ def _dev_crops(shared_data: Path, n: int = 4) -> list[np.ndarray]:
     return [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in paths]
 
 
-def _preprocess(manifest) -> object:
-    module, _, name = manifest.preprocessing["function"].rpartition(".")
+def _preprocess(manifest_or_spec) -> object:
+    """The preprocess function a manifest (or one input's spec in it) names."""
+    spec = getattr(manifest_or_spec, "preprocessing", manifest_or_spec)
+    module, _, name = spec["function"].rpartition(".")
     return getattr(importlib.import_module(module), name)
 
 
@@ -187,8 +189,12 @@ def test_shipped_image_models_on_real_crops(branch: str, shared_data: Path) -> N
     assert [i.name for i in session.get_inputs()] == [i["name"] for i in manifest.inputs]
     assert [o.name for o in session.get_outputs()] == [o["name"] for o in manifest.outputs]
     size = manifest.preprocessing.get("size")
-    x = _preprocess(manifest)(_dev_crops(shared_data), *([size] if size else []))
-    outputs = dict(zip([o["name"] for o in manifest.outputs], session.run(None, {"image": x}),
+    crops = _dev_crops(shared_data)
+    feeds = {"image": _preprocess(manifest)(crops, *([size] if size else []))}
+    for name in [i["name"] for i in manifest.inputs if i["name"] != "image"]:
+        # a stacked visual model's second input, made as its manifest names
+        feeds[name] = _preprocess(manifest.preprocessing[name])(crops)
+    outputs = dict(zip([o["name"] for o in manifest.outputs], session.run(None, feeds),
                        strict=True))
     assert outputs["logit"].shape == (4, 1) and np.isfinite(outputs["logit"]).all()
     if branch == "visual":

@@ -7,6 +7,7 @@ with `dfmesh.preprocess.geometry.face_crop`; other sizes are resized.
 | model     | function          | tensor                         | values                    |
 |-----------|-------------------|--------------------------------|---------------------------|
 | visual    | `visual_input`    | [N, 3, 224, 224] float32       | ImageNet mean/std         |
+| visual 2.2| `visual_full_input` | [N, 3, 256, 256] float32     | ImageNet mean/std         |
 | mri       | `mri_input`       | [N, 3, 256, 256] float32       | ImageNet mean/std         |
 | tiny_gate | `tiny_patches`    | [P, 3, 32, 32] float32 (patches.py) | ImageNet mean/std    |
 | temporal  | `temporal_input`  | [1, T, D] float32              | visual's embeddings as is |
@@ -24,6 +25,7 @@ from dfmesh.errors import InvalidInput
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 VISUAL_SIZE = 224
+FULL_SIZE = 256
 MRI_SIZE = 256
 
 
@@ -72,6 +74,12 @@ def visual_input(crops: Sequence[np.ndarray], size: int = VISUAL_SIZE) -> np.nda
     The 256 face crop is resized (area interpolation) to 224, not centre-cropped, so the
     face keeps the margin the crop geometry gave it.
     """
+    return _square_batch(crops, size)
+
+
+def visual_full_input(crops: Sequence[np.ndarray], size: int = FULL_SIZE) -> np.ndarray:
+    """Face crops at ingest's full 256 -> [N, 3, 256, 256] ImageNet-normalized: the second
+    input of a stacked visual model (its MesoNet member reads the crop unresized)."""
     return _square_batch(crops, size)
 
 

@@ -1,5 +1,7 @@
-"""visual: a CNN scores each face crop (224x224) and returns one embedding per sampled frame
-(the largest face's) for the temporal branch."""
+"""visual: a CNN scores each face crop (at the size its manifest names) and returns one
+embedding per sampled frame (the largest face's) for the temporal branch. A stacked model
+(visual 2.2.x: training.models.visual.StackedVisual) also takes the crops at their full 256
+as `image_full`."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ import numpy as np
 from pydantic import Field
 
 from dfmesh.preprocess.stats import prob_summary
-from dfmesh.preprocess.tensors import VISUAL_SIZE, visual_input
+from dfmesh.preprocess.tensors import VISUAL_SIZE, visual_full_input, visual_input
 from dfmesh.runtime.branch_inputs import FRAMES, BranchInputs
 from dfmesh.runtime.model_server import (
     BranchOutput,
@@ -19,6 +21,8 @@ from dfmesh.runtime.model_server import (
     per_row,
     sigmoid,
 )
+
+FULL_INPUT = "image_full"
 
 
 class VisualSettings(ModelServerSettings):
@@ -42,7 +46,14 @@ class VisualServer(ModelServer):
     def preprocess(self, inputs: BranchInputs) -> Prepared:
         prepared = face_crops_prepared(inputs, self.settings.max_faces_per_frame)
         prepared.feeds["image"] = visual_input(prepared.context["crops"], self.input_size())
+        if self.takes_full_crops():
+            prepared.feeds[FULL_INPUT] = visual_full_input(prepared.context["crops"])
         return prepared
+
+    def takes_full_crops(self) -> bool:
+        """Whether the served model is a stack that also reads the 256 crops."""
+        return self.session is not None and any(
+            arg.name == FULL_INPUT for arg in self.session.get_inputs())
 
     def input_size(self) -> int:
         """The square input side the served model was trained at (its manifest's

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from dfmesh.preprocess.tensors import FULL_SIZE
 from dfmesh.runtime.branch_inputs import BranchInputs, DenseInput, FrameInput
 from training.export import ExportSpec, TensorSpec, export_branch
 from training.real.pack import load_entry
@@ -75,26 +76,37 @@ def load_server(branch: str, repo: Path, version: str) -> Any:
 
 def export_visual(model: torch.nn.Module, recipe: dict[str, Any], models_dir: Path,
                   info: dict[str, Any]) -> Path:
-    """Export a visual model (logit + embedding) into `models_dir`; returns the repo root."""
+    """Export a visual model (logit + embedding) into `models_dir`; returns the repo root. A
+    stacked model (training.models.visual.StackedVisual) also takes `image_full`."""
+    from training.models.visual import StackedVisual
+
     size = int(recipe["input_size"])
+    stacked = isinstance(model, StackedVisual)
+    inputs = [TensorSpec("image", ["batch", 3, size, size])]
+    preprocessing = {
+        "function": "dfmesh.preprocess.tensors.visual_input",
+        "input": "uint8 RGB face crops from dfmesh.preprocess.geometry.face_crop "
+                 "(256x256), resized with area interpolation",
+        "size": size, "normalization": "ImageNet mean/std",
+        "layout": "NCHW float32", "output": "sigmoid(logit) = P(fake)"}
+    rng = np.random.default_rng(0)
+    example = [torch.from_numpy(rng.normal(size=(2, 3, size, size)).astype(np.float32))]
+    if stacked:
+        inputs.append(TensorSpec("image_full", ["batch", 3, FULL_SIZE, FULL_SIZE]))
+        preprocessing["image_full"] = {"function": "dfmesh.preprocess.tensors.visual_full_input",
+                                       "size": FULL_SIZE, "normalization": "ImageNet mean/std"}
+        example.append(torch.from_numpy(
+            rng.normal(size=(2, 3, FULL_SIZE, FULL_SIZE)).astype(np.float32)))
+    name = f"visual-{recipe['arch'].replace('_', '-')}" + ("-meso-stack" if stacked else "")
     spec = ExportSpec(
-        name=f"visual-{recipe['arch'].replace('_', '-')}", branch="visual",
-        version=recipe["version"],
-        inputs=[TensorSpec("image", ["batch", 3, size, size])],
+        name=name, branch="visual", version=recipe["version"], inputs=inputs,
         outputs=[TensorSpec("logit", ["batch", 1]),
                  TensorSpec("embedding", ["batch", model.embedding_dim])],
-        preprocessing={
-            "function": "dfmesh.preprocess.tensors.visual_input",
-            "input": "uint8 RGB face crops from dfmesh.preprocess.geometry.face_crop "
-                     "(256x256), resized with area interpolation",
-            "size": size, "normalization": "ImageNet mean/std",
-            "layout": "NCHW float32", "output": "sigmoid(logit) = P(fake)"},
+        preprocessing=preprocessing,
         training_data=info.get("training_data", recipe.get("data", "")),
         metrics=info.get("metrics", {}), fp16_weights=True,
         extra={k: v for k, v in info.items() if k not in ("training_data", "metrics")})
-    example = (torch.from_numpy(np.random.default_rng(0).normal(
-        size=(2, 3, size, size)).astype(np.float32)),)
-    export_branch(model, example, spec, models_dir)
+    export_branch(model, tuple(example), spec, models_dir)
     return models_dir
 
 

@@ -44,12 +44,21 @@ def audio_commands(version: str) -> list[str]:
             f"{version}"]
 
 
+def visual_commands(version: str) -> list[str]:
+    """The fine-tuning recipe, or a stacked version's own command (its base, then the stack)."""
+    recipe_path = RECIPES_DIR / f"visual-{version}.json"
+    if recipe_path.is_file() and "command" in (recipe := json.loads(recipe_path.read_text())):
+        return [recipe["command"]]
+    return [f"python -m training.real.visual --recipe training/recipes/visual-{version}.json "
+            "--export"]
+
+
 def commands(versions: dict[str, str], fusion_version: str) -> list[str]:
     """The commands that rebuild this release from ../shared, by the served versions."""
     v, a, t = (versions.get(b, "?") for b in ("visual", "audio", "temporal"))
     return [
         "python -m training pack                                   # ingest's crops and audio",
-        f"python -m training.real.visual --recipe training/recipes/visual-{v}.json --export",
+        *visual_commands(v),
         *audio_commands(a),
         f"python -m training.real.score --visual {v} --audio {a}  # held-out branch features",
         f"python -m training.real.temporal --visual {v} --version {t} && "

@@ -221,6 +221,8 @@ def main(argv: list[str] | None = None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recipe", type=Path, required=True)
     parser.add_argument("--only", choices=["folds", "final"], default=None)
+    parser.add_argument("--fold", type=int, action="append", default=None,
+                        help="train only this fold model (repeatable; for parallel processes)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--steps-scale", type=float, default=1.0,
                         help="multiply every schedule (0.01 for a smoke run)")
@@ -235,7 +237,8 @@ def main(argv: list[str] | None = None) -> None:
     from training.real import features
 
     if args.only in (None, "folds"):
-        for f in range(max(folds.values()) + 1):
+        num_folds = max(folds.values()) + 1
+        for f in args.fold or range(num_folds):
             done = base / f"fold{f}" / "oof.jsonl"
             if done.is_file():
                 continue
@@ -246,7 +249,8 @@ def main(argv: list[str] | None = None) -> None:
             repo = features.export_visual(model, recipe, base / f"fold{f}" / "repo",
                                           {"fold": f, "trained_without": "this fold's sources"})
             features.write_oof_visual(repo, held, f, done)
-        write_fold_metrics(base, max(folds.values()) + 1)
+        if all((base / f"fold{f}" / "oof.jsonl").is_file() for f in range(num_folds)):
+            write_fold_metrics(base, num_folds)
     if args.only in (None, "final"):
         train = [r for r in records if r["collection"] != "dev"]
         steps = max(2, int(recipe["final_steps"] * args.steps_scale))
