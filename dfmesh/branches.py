@@ -99,7 +99,7 @@ BRANCHES: tuple[Branch, ...] = (
                      "tiny_num_patches"), True, _PICTURES,
            ("patch-level artifacts", "patches look camera-original"), deadline_seconds=30.0,
            size=Size.MEDIUM),  # 554 MiB peak RSS in the benchmark: over SMALL's 512 Mi
-    Branch("visual", 50054, "a CNN per face crop, and per-frame embeddings for temporal",
+    Branch("visual", 50054, "two stacked CNNs per face crop, and per-frame embeddings for temporal",
            _FRAMES, ("visual_prob_mean", "visual_prob_max", "visual_prob_p90",
                      "visual_num_faces"), True, _PICTURES,
            ("visual artifacts detected", "no visual artifacts found"), gpu=True,
