@@ -58,3 +58,36 @@ def test_head_round_trips_through_the_manifest() -> None:
     assert head.prob_fake(0.3, x) == pytest.approx(1 / (1 + np.exp(-z)))
     with pytest.raises(ValueError):
         speech_stats.StatisticsHead.from_manifest(head.to_manifest() | {"mean": [0.0]})
+
+
+def _named(features: np.ndarray) -> dict[str, float]:
+    return dict(zip(speech_stats.FEATURE_NAMES, features.tolist(), strict=True))
+
+
+def test_phase_deviation_is_flat_for_noise_and_lower_on_a_steady_partial() -> None:
+    """White noise gives one value in every band; a steady 1 kHz tone (bin 32 of 512) a lower
+    one in its band, where its own bin advances its phase exactly as the bin expects."""
+    t = np.arange(48_000) / 16_000
+    tone = _named(speech_stats.speech_statistics(
+        np.sin(2 * np.pi * 1000.0 * t).astype(np.float32)))
+    noise = _named(speech_stats.speech_statistics(
+        np.random.default_rng(1).normal(0, 0.3, 48_000).astype(np.float32)))
+    bands = [noise[f"phase_deviation{b}"] for b in range(speech_stats.N_PHASE_BANDS)]
+    assert max(bands) - min(bands) < 0.05 and 0.8 < bands[0] < np.pi / 2
+    assert tone["phase_deviation0"] < bands[0] - 0.05
+
+
+def test_voice_quality_sees_harmonics_and_level_steps() -> None:
+    """A 150 Hz pulse train (clean harmonics) has a higher cepstral peak than noise, and a
+    tone whose level jumps every 50 ms has more shimmer than a steady one."""
+    t = np.arange(48_000) / 16_000
+    rng = np.random.default_rng(2)
+    pulses = (np.sin(2 * np.pi * 150 * t) > 0.999).astype(np.float32) + rng.normal(0, 1e-3, t.size)
+    noise = rng.normal(0, 0.3, t.size)
+    steady = np.sin(2 * np.pi * 200 * t)
+    stepped = steady * np.repeat(rng.uniform(0.3, 1.0, t.size // 800 + 1), 800)[: t.size]
+    stats = {name: _named(speech_stats.speech_statistics(x.astype(np.float32)))
+             for name, x in (("pulses", pulses), ("noise", noise), ("steady", steady),
+                             ("stepped", stepped))}
+    assert stats["pulses"]["cpp_mean"] > stats["noise"]["cpp_mean"] + 1.0
+    assert stats["stepped"]["shimmer_p90"] > stats["steady"]["shimmer_p90"] + 1.0

@@ -35,6 +35,9 @@ VOICED_DB, QUIET_DB = 30.0, 45.0
 """Frames within VOICED_DB of the clip's loud (95th percentile) frames are voiced; frames
 more than QUIET_DB below them are quiet (pauses and the noise floor)."""
 MODULATION_BANDS = ((0.5, 2.0), (2.0, 4.0), (4.0, 8.0), (8.0, 16.0), (16.0, 30.0))
+N_PHASE_BANDS = 4
+CPP_QUEFRENCY = (SAMPLE_RATE // 400, N_FFT // 2)
+"""Cepstral peak search range in samples: pitch 400 Hz down to the frame's limit (62.5 Hz)."""
 
 FEATURE_NAMES: tuple[str, ...] = (
     ("quiet_share", "floor_db", "median_db")
@@ -43,6 +46,8 @@ FEATURE_NAMES: tuple[str, ...] = (
     + tuple(f"quiet_spectrum{i}" for i in range(N_QUIET))
     + ("has_quiet", "flatness_mean", "flatness_std", "f0_std", "f0_jitter", "f0_jump")
     + tuple(f"modulation_{lo:g}_{hi:g}" for lo, hi in MODULATION_BANDS)
+    + tuple(f"phase_deviation{i}" for i in range(N_PHASE_BANDS))
+    + ("cpp_mean", "cpp_std", "shimmer_median", "shimmer_p90")
 )
 
 PREPROCESSING = {
@@ -80,7 +85,8 @@ def speech_statistics(pcm: np.ndarray) -> np.ndarray:
         pcm = np.tile(pcm, -(-min_len // pcm.size))[:min_len]
     peak = float(np.abs(pcm).max())
     pcm = (pcm / peak if peak > 0 else pcm).astype(np.float32)
-    power = np.abs(librosa.stft(pcm, n_fft=N_FFT, hop_length=HOP, win_length=WIN)) ** 2 + 1e-10
+    stft = librosa.stft(pcm, n_fft=N_FFT, hop_length=HOP, win_length=WIN)
+    power = np.abs(stft) ** 2 + 1e-10
     frame_db = 10 * np.log10(power.sum(0))
     loud = np.percentile(frame_db, 95)
     voiced = frame_db > loud - VOICED_DB
@@ -115,7 +121,42 @@ def speech_statistics(pcm: np.ndarray) -> np.ndarray:
     total = spectrum[(freqs > 0.5) & (freqs < 30)].sum() + 1e-10
     out += [float(spectrum[(freqs >= lo) & (freqs < hi)].sum() / total)
             for lo, hi in MODULATION_BANDS]
+    out += _phase_deviation(stft, voiced) + _voice_quality(power, frame_db, voiced)
     return np.asarray(out, dtype=np.float64)
+
+
+def _phase_deviation(stft: np.ndarray, voiced: np.ndarray) -> list[float]:
+    """Per frequency band, the power-weighted mean |deviation| of each bin's phase advance
+    over consecutive voiced frames from the advance of the bin's centre frequency. White
+    noise gives about 1.04 rad in every band at this window and hop (overlapping frames
+    correlate its phase), a steady partial less (its own bin advances as expected, its
+    leakage into the neighbouring bins does not). Vocoders rebuild the phase; held out by
+    source these four numbers added 0.02 AUC to the other statistics (docs/models/audio.md)."""
+    pairs = voiced[1:] & voiced[:-1]
+    if pairs.sum() < 5:
+        return [float(np.pi / 2)] * N_PHASE_BANDS
+    bins = np.arange(stft.shape[0])[:, None]
+    advance = np.angle(stft[:, 1:] * np.conj(stft[:, :-1]))[:, pairs]
+    deviation = np.abs(np.angle(np.exp(1j * (advance - 2 * np.pi * bins * HOP / N_FFT))))
+    weight = (np.abs(stft[:, 1:]) * np.abs(stft[:, :-1]))[:, pairs]
+    return [float((d * w).sum() / (w.sum() + 1e-10))
+            for d, w in zip(np.array_split(deviation, N_PHASE_BANDS),
+                            np.array_split(weight, N_PHASE_BANDS), strict=True)]
+
+
+def _voice_quality(power: np.ndarray, frame_db: np.ndarray, voiced: np.ndarray) -> list[float]:
+    """Cepstral peak prominence of the voiced frames (mean, spread: how clean the harmonics
+    are) and shimmer (median and 90th percentile of the level step between voiced frames)."""
+    frames = power[:, voiced] if voiced.sum() > 5 else power
+    cepstrum = np.fft.irfft(10 * np.log10(frames), axis=0)[: N_FFT // 2]
+    lo, hi = CPP_QUEFRENCY
+    q = np.arange(lo, hi)
+    region = cepstrum[lo:hi]
+    slope, intercept = np.polyfit(q, region, 1)  # one regression line per frame
+    cpp = region.max(0) - (slope * q[region.argmax(0)] + intercept)
+    steps = np.abs(np.diff(frame_db[voiced])) if voiced.sum() > 2 else np.zeros(1)
+    return [float(cpp.mean()), float(cpp.std()), float(np.median(steps)),
+            float(np.percentile(steps, 90))]
 
 
 @dataclass(frozen=True)

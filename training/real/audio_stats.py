@@ -1,6 +1,6 @@
 """The audio branch's second opinion: spectral statistics, stacked with fine-tuned AASIST.
 
-    python -m training.real.audio_stats --recipe training/recipes/audio-2.1.0.json \
+    python -m training.real.audio_stats --recipe training/recipes/audio-2.2.0.json \
         --features --folds --export
 
 A recipe names the AASIST version it builds on (its fold models in runs/real/audio/<base>/,
@@ -59,7 +59,9 @@ ROLES = ("clean", "channel")
 
 def cache_path(recipe: dict[str, Any]) -> Path:
     s = recipe["statistics"]
-    return RUNS_DIR / "cache" / "real" / f"audio_statistics_s{s['seed']}_k{s['aug_copies']}.jsonl"
+    name = (f"audio_statistics_{len(speech_stats.FEATURE_NAMES)}f_s{s['seed']}"
+            f"_k{s['aug_copies']}.jsonl")
+    return RUNS_DIR / "cache" / "real" / name
 
 
 def file_statistics(record: dict[str, Any], aug_copies: int, seed: int) -> dict[str, Any]:
