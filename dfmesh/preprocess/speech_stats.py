@@ -4,7 +4,8 @@ Neural speech synthesis leaves traces a listener barely hears but a long-term av
 the vocoder's spectral envelope and its high band (linear-frequency cepstra, LFCC, and the
 long-term average spectrum), over-smooth frame-to-frame dynamics (the spread of LFCC
 deltas), an over-regular pitch contour, too-clean pauses (the noise floor and the spectrum
-of the quiet frames) and the syllable-rate modulation of the envelope. One vector of
+of the quiet frames), the syllable-rate modulation of the envelope, how the vocoder rebuilt
+the phase, and voice quality (cepstral peak prominence, shimmer). One vector of
 `len(FEATURE_NAMES)` numbers describes a clip; a standardized logistic regression
 (`StatisticsHead`) scores it, and the audio branch stacks that logit with AASIST's.
 
