@@ -11,6 +11,7 @@ from pydantic import Field
 from dfmesh.preprocess.stats import prob_summary
 from dfmesh.preprocess.tensors import VISUAL_SIZE, visual_full_input, visual_input
 from dfmesh.runtime.branch_inputs import FRAMES, BranchInputs
+from dfmesh.runtime.model_repo import ModelManifest
 from dfmesh.runtime.model_server import (
     BranchOutput,
     Item,
@@ -37,6 +38,8 @@ class VisualServer(ModelServer):
     """Per-crop probabilities, their statistics, and per-frame embeddings."""
 
     settings: VisualSettings
+    full_crops = False
+    """Whether the served model is a stack that also reads the 256 crops (set at load)."""
 
     branch = "visual"
     wants = frozenset({FRAMES})
@@ -50,10 +53,12 @@ class VisualServer(ModelServer):
             prepared.feeds[FULL_INPUT] = visual_full_input(prepared.context["crops"])
         return prepared
 
+    def load_extras(self, manifest: ModelManifest) -> None:
+        self.full_crops = any(spec["name"] == FULL_INPUT for spec in manifest.inputs)
+
     def takes_full_crops(self) -> bool:
         """Whether the served model is a stack that also reads the 256 crops."""
-        return self.session is not None and any(
-            arg.name == FULL_INPUT for arg in self.session.get_inputs())
+        return self.full_crops
 
     def input_size(self) -> int:
         """The square input side the served model was trained at (its manifest's

@@ -10,7 +10,6 @@ returns the log-odds of FAKE (the negated Keras logit), one per crop.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +17,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from dfmesh.runtime.model_repo import sha256_file
+from training.models.visual import IMAGENET_MEAN, IMAGENET_STD
+
 MESO_SIZE = 256
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 MESO_VARIANTS = ("MesoInception_DF", "MesoInception_F2F")
 KERAS_BN_EPS = 1e-3
 
@@ -142,7 +142,7 @@ def weights_file(variant: str, weights_dir: Path | None = None) -> Path:
     if sums.is_file():
         wanted = {line.split()[-1].lstrip("*").removeprefix("./"): line.split()[0]
                   for line in sums.read_text().splitlines() if line.strip()}
-        got = hashlib.sha256(path.read_bytes()).hexdigest()
+        got = sha256_file(path)
         if wanted.get(f"mesonet/{path.name}") != got:
             raise ValueError(f"{path}: sha256 {got[:12]} is not the one SHA256SUMS lists")
     return path

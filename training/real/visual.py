@@ -184,14 +184,20 @@ def train_one(recipe: dict[str, Any], records: list[dict[str, Any]], run_dir: Pa
     return model.cpu().eval()
 
 
-def write_fold_metrics(base: Path, num_folds: int) -> dict[str, Any]:
-    """Held-out AUC of the fold models' scores (base/fold<k>/oof.jsonl), per kind and per
-    fold, into base/metrics.json: the numbers the exported manifest carries."""
-    from sklearn.metrics import roc_auc_score
-
+def fold_oof_rows(base: Path, num_folds: int) -> list[dict[str, Any]]:
+    """The fold models' held-out rows (base/fold<k>/oof.jsonl) that have a score, dev
+    excluded."""
     rows = [json.loads(line) for f in range(num_folds)
             for line in (base / f"fold{f}" / "oof.jsonl").read_text().splitlines()]
-    rows = [r for r in rows if r["visual"] and r["collection"] != "dev"]
+    return [r for r in rows if r["visual"] and r["collection"] != "dev"]
+
+
+def write_fold_metrics(base: Path, num_folds: int) -> dict[str, Any]:
+    """Held-out AUC of the fold models' scores (`fold_oof_rows`), per kind and per fold,
+    into base/metrics.json: the numbers the exported manifest carries."""
+    from sklearn.metrics import roc_auc_score
+
+    rows = fold_oof_rows(base, num_folds)
 
     def auc(mine: list[dict[str, Any]]) -> dict[str, Any]:
         y = [r["label"] for r in mine]

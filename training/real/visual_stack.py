@@ -32,8 +32,10 @@ from dfmesh.preprocess.tensors import visual_full_input
 from training.evaluation.metrics import logit
 from training.real import features
 from training.real.folds import assign_folds, fold_of
+from training.real.loop import CHECKPOINT
 from training.real.pack import load_entry, read_index
 from training.real.visual import (
+    fold_oof_rows,
     load_recipe,
     run_dir_for,
     visual_records,
@@ -52,12 +54,12 @@ def full_recipe(path: Path) -> dict[str, Any]:
 
 
 def detector(recipe: dict[str, Any], run_dir: Path) -> torch.nn.Module:
-    """The base recipe's detector from its training checkpoint (run_dir/checkpoint.pt)."""
+    """The base recipe's detector from its training checkpoint (run_dir/CHECKPOINT)."""
     from training.models.visual import VisualDetector
 
     model = VisualDetector(recipe["arch"], dropout=float(recipe.get("dropout", 0.2)),
                            pretrained=False)
-    state = torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=False)
+    state = torch.load(run_dir / CHECKPOINT, map_location="cpu", weights_only=False)
     model.load_state_dict(state["model"])
     return model.eval()
 
@@ -79,17 +81,10 @@ def meso_scores(meso: torch.nn.Module, records: list[dict[str, Any]],
     return done
 
 
-def oof_rows(base: Path, num_folds: int) -> list[dict[str, Any]]:
-    """The base detector's held-out rows with a score (dev excluded)."""
-    rows = [json.loads(line) for f in range(num_folds)
-            for line in (base / f"fold{f}" / "oof.jsonl").read_text().splitlines()]
-    return [r for r in rows if r["visual"] and r["collection"] != "dev"]
-
-
 def fit_stack(rows: list[dict[str, Any]], meso: dict[str, float]) -> tuple[float, float, float]:
     """(bias, w_detector, w_meso) of a class-balanced LR over the two per-file log-odds."""
-    x = np.array([[float(logit(np.array([r["visual"]["prob_fake"]]))[0]), meso[r["path"]]]
-                  for r in rows])
+    x = np.column_stack([logit(np.array([r["visual"]["prob_fake"] for r in rows])),
+                         [meso[r["path"]] for r in rows]])
     y = np.array([r["label"] for r in rows])
     lr = LogisticRegression(C=1.0, class_weight="balanced", max_iter=5000).fit(x, y)
     return float(lr.intercept_[0]), float(lr.coef_[0, 0]), float(lr.coef_[0, 1])
@@ -124,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     base = run_dir_for({"version": recipe["base"]})
     scores = meso_scores(meso, records, out / "meso.jsonl")
-    rows = oof_rows(base, num_folds)
+    rows = fold_oof_rows(base, num_folds)
     stacks: dict[str, Any] = {}
     if args.folds:
         for f in range(num_folds):
