@@ -10,6 +10,9 @@
                                  through ingest's pipeline: crops, landmarks, 16 kHz audio
                                  (training.real.pack; runs/cache/real/)
     evaluate                     write docs/EVALUATION.md (training.evaluation.report)
+    reproduce BRANCH [VERSION]   the steps that rebuild a shipped model from the recipe its
+                                 manifest names, the models it needs first; --run runs
+                                 them, --device cuda trains on a GPU (training.reproduce)
     benchmark --labelled SPEC    score labelled media through the running mesh (`dfmesh up`)
                                  and report AUC, accuracy, F1, log-loss, ECE per file set
                                  (training.benchmark; runs/benchmark/BENCHMARK.md)
@@ -128,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     report.add_arguments(evaluate)
     evaluate.add_argument("--pseudo", action="store_true",
                           help="the 1.x report instead: the pseudo-fake fusion test split")
-    from training import benchmark
+    from training import benchmark, reproduce
     from training.real import pack
 
     pack.add_arguments(sub.add_parser(
@@ -136,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
                      "crops and audio (runs/cache/real)"))
     benchmark.add_arguments(sub.add_parser(
         "benchmark", help="score labelled media through the running mesh and report metrics"))
+    reproduce.add_arguments(sub.add_parser(
+        "reproduce", help="the steps that rebuild a shipped model from its recipe"))
 
     if argv[:1] == ["train"] and any(a.startswith("--branch") for a in argv):
         # the branch's own options are only known once the branch is (-h is held back so
@@ -154,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
         prepare(args)
     elif args.command == "pack":
         pack.run(args)
+    elif args.command == "reproduce":
+        return reproduce.run(args)
     else:
         trainer_module(args.branch).run(args)
     return 0

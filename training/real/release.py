@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import joblib
@@ -22,6 +21,7 @@ import numpy as np
 
 from dfmesh.branches import BRANCH_NAMES
 from dfmesh.runtime.model_repo import load_verified, write_manifest
+from training import reproduce
 from training.evaluation.metrics import binary_report
 from training.fusion.fit import FUSION_ARITHMETIC, MANIFEST_IO
 from training.real import fusion, report
@@ -29,43 +29,13 @@ from training.real.score import features_dir
 from training.runtime import MODELS_DIR
 
 ARTIFACT = "fusion.joblib"
-RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
 MAX_FAKE_EXITS = 0.02
 
 
-def audio_commands(version: str) -> list[str]:
-    """AASIST's fine-tuning, then the statistics head when the version's recipe stacks one."""
-    recipe_path = RECIPES_DIR / f"audio-{version}.json"
-    if recipe_path.is_file():
-        recipe = json.loads(recipe_path.read_text())
-        return [recipe["aasist"]["made_by"], recipe["command"]]
-    return [f"python -m training.real.audio --cache && python -m training.real.audio --folds "
-            f"--final --export {version} && python -m training.real.audio --export-folds "
-            f"{version}"]
-
-
-def visual_commands(version: str) -> list[str]:
-    """The fine-tuning recipe, or a stacked version's own command (its base, then the stack)."""
-    recipe_path = RECIPES_DIR / f"visual-{version}.json"
-    if recipe_path.is_file() and "command" in (recipe := json.loads(recipe_path.read_text())):
-        return [recipe["command"]]
-    return [f"python -m training.real.visual --recipe training/recipes/visual-{version}.json "
-            "--export"]
-
-
-def commands(versions: dict[str, str], fusion_version: str) -> list[str]:
-    """The commands that rebuild this release from ../shared, by the served versions."""
-    v, a, t = (versions.get(b, "?") for b in ("visual", "audio", "temporal"))
-    return [
-        "python -m training pack                                   # ingest's crops and audio",
-        *visual_commands(v),
-        *audio_commands(a),
-        f"python -m training.real.score --visual {v} --audio {a}  # held-out branch features",
-        f"python -m training.real.temporal --visual {v} --version {t} && "
-        f"python -m training.real.temporal --visual {v} --version {t} --final",
-        f"python -m training.real.release --version {fusion_version}  # fusion, LOSO, report",
-        "python -m training evaluate                               # the report alone",
-    ]
+def commands(fusion_version: str) -> list[str]:
+    """The commands that rebuild this release from ../shared: its recipe's plan
+    (training.reproduce), every model it needs first."""
+    return reproduce.plan_commands(reproduce.plan(reproduce.load_recipe("fusion", fusion_version)))
 
 
 def served_models() -> dict[str, str]:
@@ -101,6 +71,11 @@ def main(argv: list[str] | None = None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", required=True)
     args = parser.parse_args(argv)
+    try:
+        steps = commands(args.version)
+    except reproduce.RecipeError as exc:
+        raise SystemExit(f"{exc}: write the release's recipe first "
+                         "(docs/models/README.md)") from exc
     rows = [json.loads(x) for x in (features_dir() / "rows.jsonl").read_text().splitlines()]
     train_rows = [r for r in rows if r["collection"] != "dev" and fusion.row_branches(r)]
     held = fusion.leave_one_source_out(train_rows)
@@ -127,8 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     (version_dir / "heldout_rows.jsonl").write_text(
         "".join(json.dumps({k: v for k, v in r.items() if k != "entry"}) + "\n" for r in heldout))
     meta = {"version": args.version, "threshold": threshold, "temperatures": temps,
-            "gate": gate, "commands": commands(
-                {b: name.split(":")[1] for b, name in scored_with.items()}, args.version)}
+            "gate": gate, "commands": steps}
     (version_dir / "heldout_meta.json").write_text(json.dumps(meta, indent=1))
     summary: dict[str, Any] = {}
     for kind in ("video", "image", "audio"):
@@ -156,7 +130,8 @@ def main(argv: list[str] | None = None) -> None:
                       for k, h in bundle["heads"].items()},
         adaptive_temperatures=bundle["adaptive"]["temperatures"], threshold=threshold,
         early_exit=gate,
-        heldout_rows="heldout_rows.jsonl")
+        heldout_rows="heldout_rows.jsonl",
+        recipe=str(reproduce.recipe_path("fusion", args.version).relative_to(reproduce.REPO_ROOT)))
     out = report.run(version_dir / "heldout_rows.jsonl")
     print(f"wrote {version_dir} and {out}")
     print(json.dumps({k: {m: v[m] for m in ("n", "auc", "ece", "log_loss")}
