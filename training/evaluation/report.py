@@ -30,7 +30,7 @@ from training.evaluation.plots import (
     roc_grid,
     roc_plot,
 )
-from training.fusion.branches import OnnxBranches
+from training.fusion.branches import ServedBranches, frame_inputs
 from training.fusion.dataset import load_rows
 from training.fusion.fit import (
     BRANCH_SEES,
@@ -100,7 +100,7 @@ def own_modality(rows: list[dict]) -> tuple[dict[str, dict], Series]:
     return out, curves
 
 
-def dev_sanity(models: OnnxBranches, data_dir: Path) -> tuple[dict[str, dict], Series]:
+def dev_sanity(models: ServedBranches, data_dir: Path) -> tuple[dict[str, dict], Series]:
     """Per-crop scores of the frame branches on ../shared/data/dev: reports and curves."""
     files = sorted((data_dir / "dev").glob("*.jpg"))
     labels = np.array([1 if "__fake__" in f.name else 0 for f in files])
@@ -111,9 +111,8 @@ def dev_sanity(models: OnnxBranches, data_dir: Path) -> tuple[dict[str, dict], S
             continue
         probs = []
         for crop in crops:
-            score = (models.visual([crop], 1) if branch == "visual"
-                     else getattr(models, branch)([crop]))
-            probs.append(score.prob_fake)
+            score = models.score(branch, frame_inputs([crop], [True]))
+            probs.append(np.nan if score is None else score.prob_fake)
         out[branch] = binary_report(labels, np.array(probs))
         curves[branch] = (labels, np.array(probs))
     return out, curves
@@ -247,7 +246,7 @@ def run(args: argparse.Namespace) -> dict:
         by_size[k] = (float(np.nanmean(aucs)), float(np.nanmin(aucs)), float(np.nanmax(aucs)),
                       len(aucs)) if aucs else None
     own, own_curves = own_modality(test)
-    models = OnnxBranches(args.models_dir)
+    models = ServedBranches(args.models_dir)
     dev, dev_curves = dev_sanity(models, data_dir)
 
     roc_plot(curves, img / "roc_fusion_test.png", "Fusion test split: ROC")

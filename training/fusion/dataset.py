@@ -1,5 +1,5 @@
 """Fusion's clip-level dataset: real talking-clip segments and fake versions of them, each
-scored by every shipped ONNX model (training.fusion.branches).
+scored by every shipped model through its service's own code (training.fusion.branches).
 
 A segment is up to SEGMENT_SECONDS of a real clip (at most MAX_SEGMENTS per clip) with a real,
 non-silent audio track. Like ingest, it contributes 16 evenly spaced frames (face crops 256
@@ -38,7 +38,7 @@ from training.audio.spoof import RESYNTHESIS, augment_channel
 from training.data.faces import crop_with_landmarks
 from training.fakes.registry import MANIPULATIONS, DonorPool, Face
 from training.fakes.temporal import TEMPORAL_MANIPULATIONS
-from training.fusion.branches import BranchScore, OnnxBranches
+from training.fusion.branches import BranchScore, ServedBranches, frame_inputs
 from training.loaders.dense import DenseClip
 from training.loaders.media import SAMPLE_RATE, read_frames
 
@@ -86,22 +86,22 @@ def sampled_indices(seg: Segment, offset: float = 0.0) -> np.ndarray:
     return inside[np.clip(np.round(pos).astype(int), 0, len(inside) - 1)]
 
 
-def faces_at(seg: Segment, frames: list[np.ndarray], indices: np.ndarray) -> tuple[list[Face], int]:
-    """Face crops (with crop-space landmarks) at `indices`; centre crops where no face."""
+def faces_at(seg: Segment, frames: list[np.ndarray], indices: np.ndarray) -> list[Face]:
+    """Face crops (with crop-space landmarks) at `indices`; centre crops (no landmarks)
+    where no face was found."""
     track = seg.track
-    faces, found = [], 0
+    faces = []
     for i in indices:
         frame = frames[i]
         if track.found[i]:
             crop, landmarks = crop_with_landmarks(frame, Box(*track.boxes[i].tolist()),
                                                   track.landmarks[i])
-            found += 1
         else:
             h, w = frame.shape[:2]
             crop = crop_square(frame, centre_crop_box(w, h), FACE_CROP_SIZE)
             landmarks = np.zeros((5, 2), np.float32)
         faces.append(Face(crop, landmarks, track.clip.group))
-    return faces, found
+    return faces
 
 
 def image_fake(faces: list[Face], rng: np.random.Generator, donors: DonorPool) -> list[np.ndarray]:
@@ -174,35 +174,37 @@ def segment_rng(seed: int, name: str, side: str) -> np.random.Generator:
     return np.random.default_rng(int.from_bytes(digest[:8], "big"))
 
 
-def score_visual_side(seg: Segment, frames: list[np.ndarray], models: OnnxBranches,
+def score_visual_side(seg: Segment, frames: list[np.ndarray], models: ServedBranches,
                       donors: DonorPool, rng: np.random.Generator,
                       only: frozenset[str] = frozenset(VISUAL_BRANCHES)) -> dict[str, dict]:
     """tiny_gate, visual, temporal and mri scores (those in `only`) of the real and
     manipulated frame sets."""
-    faces, found = faces_at(seg, frames, sampled_indices(seg))
-    faces_b, found_b = faces_at(seg, frames, sampled_indices(seg, 0.5))
-    crop_sets = {"real": ([f.crop for f in faces], found),
-                 "real_b": ([f.crop for f in faces_b], found_b),
-                 "visual": (image_fake(faces, rng, donors), found),
-                 "temporal": (temporal_fake(faces, rng, donors), found)}
+    faces = faces_at(seg, frames, sampled_indices(seg))
+    faces_b = faces_at(seg, frames, sampled_indices(seg, 0.5))
+    is_face, is_face_b = [f.landmarks.any() for f in faces], [f.landmarks.any() for f in faces_b]
+    crop_sets = {"real": ([f.crop for f in faces], is_face),
+                 "real_b": ([f.crop for f in faces_b], is_face_b),
+                 "visual": (image_fake(faces, rng, donors), is_face),
+                 "temporal": (temporal_fake(faces, rng, donors), is_face)}
     side = {}
-    for key, (crops, n_faces) in crop_sets.items():
+    for key, (crops, face_flags) in crop_sets.items():
+        inputs = frame_inputs(crops, face_flags)
         scores: dict[str, BranchScore | None] = {}
         if "tiny_gate" in only:
-            scores["tiny_gate"] = models.tiny_gate(crops)
+            scores["tiny_gate"] = models.tiny_gate(inputs)
         if only & {"visual", "temporal"}:
-            visual = models.visual(crops, n_faces)
+            visual = models.visual(inputs)
             if "visual" in only:
                 scores["visual"] = visual
             if "temporal" in only:
-                scores["temporal"] = models.temporal(visual.embeddings if visual else None)
+                scores["temporal"] = models.temporal(visual)
         if "mri" in only:
-            scores["mri"] = models.mri(crops)
+            scores["mri"] = models.mri(inputs)
         side[key] = scores
     return side
 
 
-def score_audio_side(seg: Segment, models: OnnxBranches, swap_pcm: np.ndarray,
+def score_audio_side(seg: Segment, models: ServedBranches, swap_pcm: np.ndarray,
                      rng: np.random.Generator) -> tuple[dict[str, dict], str]:
     """audio and sync scores of the real, resynthesized and misaligned audio."""
     raw = segment_pcm(seg.track, seg.start, seg.end)
@@ -219,7 +221,7 @@ def score_audio_side(seg: Segment, models: OnnxBranches, swap_pcm: np.ndarray,
     return side, method
 
 
-def score_segment(seg: Segment, frames: list[np.ndarray], models: OnnxBranches,
+def score_segment(seg: Segment, frames: list[np.ndarray], models: ServedBranches,
                   donors: DonorPool, swap_pcm: np.ndarray, seed: int,
                   previous: dict[str, dict] | None = None,
                   only: frozenset[str] = frozenset(VISUAL_BRANCHES + AUDIO_BRANCHES)
@@ -262,7 +264,7 @@ def merge_branches(new: dict, old: dict, branches: tuple[str, ...]) -> dict:
     return new
 
 
-def build_rows(tracks: list[DenseClip], data_dir: Path, models: OnnxBranches,
+def build_rows(tracks: list[DenseClip], data_dir: Path, models: ServedBranches,
                donors_by_split: dict[str, DonorPool], out_path: Path, seed: int = 0,
                only: frozenset[str] = frozenset(VISUAL_BRANCHES + AUDIO_BRANCHES)) -> Path:
     """Score every segment of every usable track; write rows.jsonl (one line per version).

@@ -17,7 +17,7 @@ import joblib
 from dfmesh.runtime.model_repo import write_manifest
 from training.evaluation.metrics import binary_report
 from training.fakes.registry import DonorPool, Face
-from training.fusion.branches import OnnxBranches
+from training.fusion.branches import ServedBranches
 from training.fusion.dataset import (
     AUDIO_BRANCHES,
     VERSIONS,
@@ -70,7 +70,7 @@ def donor_pools(seed: int) -> dict[str, DonorPool]:
 
 def score_rows(args: argparse.Namespace) -> Path:
     data_dir = args.data_dir or shared_data_dir()
-    models = OnnxBranches(args.models_dir)
+    models = ServedBranches(args.models_dir)
     log.info("scoring with %s", models.versions())
     tracks = build_dense_cache(data_dir, talking_clips(data_dir, args.seed))
     groups = {"all": VISUAL_BRANCHES + AUDIO_BRANCHES, "visual": VISUAL_BRANCHES,
