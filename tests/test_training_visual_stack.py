@@ -1,5 +1,6 @@
-"""visual 2.2's stack: the fit reads which member carries the label, and a stacked model
-exported by the trainer is served by the real visual service with the torch model's numbers."""
+"""visual 2.2/2.3's stack: the fits read which member carries the label (2.3's per crop, each
+file weighing one), and a stacked model exported by the trainer (2.3's clipping its member)
+is served by the real visual service with the torch model's numbers."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from tests.branch_support import face_crops  # noqa: E402
 from training.models.meso import MesoInception4, NormalizedInput  # noqa: E402
 from training.models.visual import StackedVisual, VisualDetector  # noqa: E402
 from training.real.features import export_visual  # noqa: E402
-from training.real.visual_stack import fit_stack  # noqa: E402
+from training.real.visual_stack import fit_stack, fit_stack_crops  # noqa: E402
 
 
 def _rows(n: int = 200, seed: int = 0) -> tuple[list[dict], dict[str, float]]:
@@ -34,6 +35,48 @@ def test_fit_stack_weighs_the_member_that_carries_the_label() -> None:
     rows, meso = _rows()
     bias, w_detector, w_meso = fit_stack(rows, meso)
     assert w_meso > 0.3 and abs(w_detector) < w_meso and abs(bias) < 1.0
+
+
+def test_fit_stack_crops_weighs_files_not_crops_and_clips_the_member() -> None:
+    rng = np.random.default_rng(0)
+    rows, crops = [], {}
+    for i in range(120):
+        label = i % 2
+        n = 300 if i < 4 else 4  # four files with more crops than all the others together,
+        # whose member says the opposite: counted per crop, they would flip its sign
+        member = rng.normal(-3.0 if (label == 1) == (i < 4) else 3.0, 1.0, n) * 10
+        rows.append({"path": f"f{i}", "label": label})
+        crops[f"f{i}"] = {"detector": rng.normal(0.0, 1.0, n).tolist(), "meso": member.tolist()}
+    bias, w_detector, w_meso = fit_stack_crops(rows, crops, clip=4.0)
+    assert w_meso > 0.3 and abs(w_detector) < w_meso
+    # each file weighs one, each class half: the balanced files put the bias near zero
+    assert abs(bias) < 0.5
+    # clipped: the member's +-30 log-odds enter as +-4, so its weight is that of a +-3..4 signal
+    assert w_meso * 4.0 < 12.0
+
+
+def test_stack_clips_its_member_in_torch_and_in_the_served_model(tmp_path, shared_data) -> None:
+    torch.manual_seed(0)
+    member = NormalizedInput(MesoInception4())
+    for layer in member.net.convs():
+        torch.nn.init.normal_(layer.weight, std=2.0)  # a member that saturates
+    model = StackedVisual(VisualDetector("resnet18").eval(), member, (0.0, 0.0, 1.0),
+                          member_clip=0.5).eval()
+    crops = face_crops(shared_data, 3)
+    with torch.no_grad():
+        logit, _ = model(torch.from_numpy(visual_input(crops, 64)),
+                         torch.from_numpy(visual_full_input(crops)))
+        raw = member(torch.from_numpy(visual_full_input(crops)))
+    assert float(raw.abs().max()) > 0.5
+    np.testing.assert_allclose(logit.numpy()[:, 0], raw.clamp(-0.5, 0.5).numpy(), atol=1e-6)
+    export_visual(model, {"version": "2.3.0", "arch": "resnet18", "input_size": 64}, tmp_path,
+                  {"training_data": "test", "metrics": {}})
+    server = VisualServer(VisualSettings(model_repo=tmp_path, metrics_port=0))
+    server.load_model()
+    prepared = server.preprocess(BranchInputs(frames=[FrameInput(i, 0.5 * i, [c])
+                                                      for i, c in enumerate(crops)]))
+    np.testing.assert_allclose(server.predict(prepared.feeds)["logit"], logit.numpy(),
+                               atol=2e-2)
 
 
 def test_exported_stack_is_served_with_the_torch_numbers(tmp_path, shared_data) -> None:

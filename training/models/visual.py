@@ -96,22 +96,26 @@ class VisualDetector(nn.Module):
 class StackedVisual(nn.Module):
     """Visual 2.2.x: the fine-tuned detector and a frozen member (MesoInception4 with its
     authors' Deepfakes weights, training.models.meso.NormalizedInput) scored on the same face
-    crop, stacked: logit = bias + w_detector * detector logit + w_member * member logit.
+    crop, stacked: logit = bias + w_detector * detector logit + w_member * member logit, the
+    member's log-odds clipped to +-member_clip where given (2.3.x: MesoNet's saturate).
 
     Inputs: `image`, the detector's [N, 3, S, S] ImageNet-normalized crops, and `image_full`,
     the same crops at ingest's 256, ImageNet-normalized. Outputs: (logit [N, 1], the
     detector's embedding [N, D], which temporal reads, unchanged by the stack)."""
 
     def __init__(self, detector: VisualDetector, member: nn.Module,
-                 weights: tuple[float, float, float]) -> None:
+                 weights: tuple[float, float, float], member_clip: float | None = None) -> None:
         super().__init__()
         self.detector, self.member = detector, member
         self.embedding_dim = detector.embedding_dim
+        self.member_clip = member_clip
         self.register_buffer("stack", torch.tensor(weights, dtype=torch.float32))
 
     def forward(self, image: torch.Tensor, image_full: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         logit, embedding = self.detector(image)
         bias, w_detector, w_member = self.stack
-        return bias + w_detector * logit + w_member * self.member(image_full).unsqueeze(1), \
-            embedding
+        member = self.member(image_full)
+        if self.member_clip is not None:
+            member = member.clamp(-self.member_clip, self.member_clip)
+        return bias + w_detector * logit + w_member * member.unsqueeze(1), embedding

@@ -1,15 +1,23 @@
-"""Visual 2.2.x: a fine-tuned detector (a visual 2.1.x recipe's fold and final models) stacked
-with MesoInception4, frozen, as its authors trained it on Deepfakes faces
+"""Visual 2.2.x and 2.3.x: a fine-tuned detector (a visual 2.1.x recipe's fold and final
+models) stacked with MesoInception4, frozen, as its authors trained it on Deepfakes faces
 (training.models.meso): logit = b + w_d * detector logit + w_m * MesoNet log-odds, per crop.
 
     python -m training.real.visual_stack --recipe RECIPE --folds --export
 
-(RECIPE: training/recipes/visual-2.2.0.json.)
+(RECIPE: training/recipes/visual-2.3.0.json.)
 
 MesoNet never saw ../shared, so its scores of every file are held out. The stack's three
-numbers are a class-balanced logistic regression over per-file means of the two log-odds:
-for fold k, fitted on the held-out rows of the other folds (the detector's out-of-fold
-scores, runs/real/visual/<base>/fold<j>/oof.jsonl); for the shipped model, on all of them.
+numbers are a class-balanced logistic regression, for fold k fitted on the held-out rows of
+the other folds (the detector's out-of-fold scores), for the shipped model on all of them.
+The recipe's `stack_fit` says over what:
+
+    file   (2.2.0) per-file means of the two log-odds (runs/real/visual/<base>/fold<j>/
+           oof.jsonl and MesoNet's mean), though the model applies the stack per crop
+    crop   (2.3.0) every crop the visual service scores, each file weighing one, MesoNet's
+           log-odds clipped to +-`member_clip` as the exported model clips them; the
+           detector's crop logits come from the fold model that never saw the file
+           (cached in runs/real/visual/<version>/crops.jsonl)
+
 Each fold model (the base's fold-k detector + MesoNet + that stack) is exported and scores
 its fold through the visual service's code, as training.real.visual's folds do, so
 training.real.score reads runs/real/visual/<version>/fold<k>/repo the same way.
@@ -28,7 +36,8 @@ import torch
 from sklearn.linear_model import LogisticRegression
 from tqdm import tqdm
 
-from dfmesh.preprocess.tensors import visual_full_input
+from dfmesh.preprocess.tensors import visual_full_input, visual_input
+from dfmesh.runtime.model_server import NoUsableInput, face_crops_prepared
 from training.evaluation.metrics import logit
 from training.real import features
 from training.real.folds import assign_folds, fold_of
@@ -90,11 +99,73 @@ def fit_stack(rows: list[dict[str, Any]], meso: dict[str, float]) -> tuple[float
     return float(lr.intercept_[0]), float(lr.coef_[0, 0]), float(lr.coef_[0, 1])
 
 
+def served_crops(record: dict[str, Any]) -> list[np.ndarray]:
+    """The crops the visual service scores for this packed file (its face selection)."""
+    from services.visual.service import VisualSettings
+
+    limit = int(VisualSettings.model_fields["max_faces_per_frame"].default)
+    try:
+        prepared = face_crops_prepared(features.branch_inputs(load_entry(record)), limit)
+    except NoUsableInput:
+        return []
+    return list(prepared.context["crops"])
+
+
+def crop_scores(recipe: dict[str, Any], base: Path, meso: torch.nn.Module,
+                rows: list[dict[str, Any]], index: list[dict[str, Any]], cache: Path
+                ) -> dict[str, dict[str, list[float]]]:
+    """Per file of `rows` (fold rows; their packed entries are found in `index`), the
+    detector's logit (its fold's model) and MesoNet's log-odds of every crop the service
+    would score (cached in `cache`, resumable)."""
+    packed = {r["path"]: r for r in index}
+    done: dict[str, dict[str, list[float]]] = {}
+    if cache.is_file():
+        done = {r["path"]: r for r in map(json.loads, cache.read_text().splitlines())}
+    size = int(recipe["input_size"])
+    with open(cache, "a") as out, torch.no_grad():
+        for fold in sorted({r["fold"] for r in rows}):
+            todo = [r for r in rows if r["fold"] == fold and r["path"] not in done]
+            if not todo:
+                continue
+            net = detector(recipe, base / f"fold{fold}")
+            for r in tqdm(todo, desc=f"crop scores, fold {fold}", unit="file"):
+                crops = served_crops(packed[r["path"]])
+                if not crops:
+                    continue
+                det, _ = net(torch.from_numpy(visual_input(crops, size)))
+                member = meso(torch.from_numpy(visual_full_input(crops)))
+                done[r["path"]] = {"path": r["path"], "detector": det[:, 0].tolist(),
+                                   "meso": member.tolist()}
+                out.write(json.dumps(done[r["path"]]) + "\n")
+    return done
+
+
+def fit_stack_crops(rows: list[dict[str, Any]], crops: dict[str, dict[str, list[float]]],
+                    clip: float) -> tuple[float, float, float]:
+    """(bias, w_detector, w_meso) of a logistic regression over every crop's two log-odds
+    (MesoNet's clipped to +-clip), each file weighing one and each class half."""
+    have = [r for r in rows if r["path"] in crops]
+    x = np.concatenate([np.column_stack([crops[r["path"]]["detector"],
+                                         np.clip(crops[r["path"]]["meso"], -clip, clip)])
+                        for r in have])
+    y = np.concatenate([np.full(len(crops[r["path"]]["meso"]), r["label"]) for r in have])
+    labels = np.array([r["label"] for r in have])
+    per_class = {c: max(int((labels == c).sum()), 1) for c in (0, 1)}
+    weight = np.concatenate([np.full(len(crops[r["path"]]["meso"]),
+                                     len(have) / (2 * per_class[r["label"]]
+                                                  * len(crops[r["path"]]["meso"])))
+                             for r in have])
+    lr = LogisticRegression(C=1.0, max_iter=5000).fit(x, y, sample_weight=weight)
+    return float(lr.intercept_[0]), float(lr.coef_[0, 0]), float(lr.coef_[0, 1])
+
+
 def stacked(recipe: dict[str, Any], run_dir: Path, meso: torch.nn.Module,
             weights: tuple[float, float, float]) -> torch.nn.Module:
     from training.models.visual import StackedVisual
 
-    return StackedVisual(detector(recipe, run_dir), meso, weights).eval()
+    clip = recipe.get("member_clip")
+    return StackedVisual(detector(recipe, run_dir), meso, weights,
+                         None if clip is None else float(clip)).eval()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -118,12 +189,24 @@ def main(argv: list[str] | None = None) -> None:
     out = run_dir_for(recipe)
     out.mkdir(parents=True, exist_ok=True)
     base = run_dir_for({"version": recipe["base"]})
-    scores = meso_scores(meso, records, out / "meso.jsonl")
     rows = fold_oof_rows(base, num_folds)
+    if recipe.get("stack_fit", "file") == "crop":
+        crops = crop_scores(recipe, base, meso, rows, index, out / "crops.jsonl")
+        clip = float(recipe["member_clip"])
+
+        def fit(some: list[dict[str, Any]]) -> tuple[float, float, float]:
+            return fit_stack_crops(some, crops, clip)
+        fitted_on = "every served crop's log-odds, MesoNet's clipped, each file weighing one"
+    else:
+        scores = meso_scores(meso, records, out / "meso.jsonl")
+
+        def fit(some: list[dict[str, Any]]) -> tuple[float, float, float]:
+            return fit_stack(some, scores)
+        fitted_on = "per-file mean log-odds"
     stacks: dict[str, Any] = {}
     if args.folds:
         for f in range(num_folds):
-            weights = fit_stack([r for r in rows if r["fold"] != f], scores)
+            weights = fit([r for r in rows if r["fold"] != f])
             stacks[f"fold{f}"] = weights
             repo = features.export_visual(
                 stacked(recipe, base / f"fold{f}", meso, weights), recipe,
@@ -132,15 +215,16 @@ def main(argv: list[str] | None = None) -> None:
             held = [r for r in index if fold_of(r, folds) == f and not r.get("error")]
             features.write_oof_visual(repo, held, f, out / f"fold{f}" / "oof.jsonl")
         write_fold_metrics(out, num_folds)
-    weights = fit_stack(rows, scores)
+    weights = fit(rows)
     stacks["final"] = weights
     (out / "stack.json").write_text(json.dumps(stacks, indent=1))
     log.info("stack weights (bias, detector, meso): %s", stacks)
     if args.export:
         info = features.visual_release_info(recipe, out, args.recipe)
         info["stack"] = {"bias": weights[0], "w_detector": weights[1], "w_meso": weights[2],
+                         "member_clip": recipe.get("member_clip"),
                          "fitted_on": f"{len(rows)} held-out rows of visual {recipe['base']}'s "
-                                      "folds (per-file mean log-odds, class-balanced LR)"}
+                                      f"folds ({fitted_on}, class-balanced LR)"}
         info["members"] = {"detector": f"visual {recipe['base']} (final)",
                            "meso": recipe["member"]}
         features.export_visual(stacked(recipe, base / "final", meso, weights), recipe,
