@@ -132,3 +132,10 @@ def test_the_command_line_prints_a_models_steps_and_refuses_an_unknown_version()
     assert printed.splitlines()[0].startswith("# visual ")
     missing = subprocess.run([*run, "sync", "9.9.9"], capture_output=True, text=True)
     assert missing.returncode != 0 and "9.9.9 not found" in missing.stderr
+
+
+def test_exporters_name_the_recipe_only_where_there_is_one() -> None:
+    version = reproduce.shipped_recipe("fusion").version
+    assert reproduce.manifest_entry("fusion", version) == {
+        "recipe": f"training/recipes/fusion-{version}.json"}
+    assert reproduce.manifest_entry("fusion", "0.0.1") == {}

@@ -62,6 +62,13 @@ def recipe_path(branch: str, version: str) -> Path:
     return RECIPES_DIR / f"{branch}-{version}.json"
 
 
+def manifest_entry(branch: str, version: str) -> dict[str, str]:
+    """What an exporter writes into the version's manifest: `recipe`, its recipe file
+    relative to the repository, where there is one."""
+    path = recipe_path(branch, version)
+    return {"recipe": str(path.relative_to(REPO_ROOT))} if path.is_file() else {}
+
+
 def parse_recipe(data: dict[str, Any], path: Path) -> Recipe:
     """A Recipe from a recipe file's JSON; RecipeError naming `path` when a part is missing."""
     steps = data.get("steps")

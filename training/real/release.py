@@ -130,8 +130,7 @@ def main(argv: list[str] | None = None) -> None:
                       for k, h in bundle["heads"].items()},
         adaptive_temperatures=bundle["adaptive"]["temperatures"], threshold=threshold,
         early_exit=gate,
-        heldout_rows="heldout_rows.jsonl",
-        recipe=str(reproduce.recipe_path("fusion", args.version).relative_to(reproduce.REPO_ROOT)))
+        heldout_rows="heldout_rows.jsonl", **reproduce.manifest_entry("fusion", args.version))
     out = report.run(version_dir / "heldout_rows.jsonl")
     print(f"wrote {version_dir} and {out}")
     print(json.dumps({k: {m: v[m] for m in ("n", "auc", "ece", "log_loss")}

@@ -73,12 +73,6 @@ def train(seqs: list[np.ndarray], labels: np.ndarray, seed: int = 0) -> nn.Modul
     return model.eval()
 
 
-def recipe_named(version: str) -> dict[str, str]:
-    """The manifest's `recipe` entry: the version's recipe file, where there is one."""
-    path = reproduce.recipe_path("temporal", version)
-    return {"recipe": str(path.relative_to(reproduce.REPO_ROOT))} if path.is_file() else {}
-
-
 def export(model: nn.Module, dim: int, version: str, visual_manifest: Any, repo: Path,
            info: dict[str, Any]) -> None:
     spec = ExportSpec(
@@ -95,7 +89,8 @@ def export(model: nn.Module, dim: int, version: str, visual_manifest: Any, repo:
                           "kwargs": {"arch": ARCH, "input_dim": dim}},
         extra={"architecture": ARCH, "visual_model": {
             "name": visual_manifest.name, "version": visual_manifest.version,
-            "sha256": visual_manifest.sha256}} | recipe_named(version) | info.get("extra", {}))
+            "sha256": visual_manifest.sha256}}
+        | reproduce.manifest_entry("temporal", version) | info.get("extra", {}))
     example = (torch.zeros(1, 16, dim),)
     export_branch(model, example, spec, repo)
 
