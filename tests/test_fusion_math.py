@@ -283,6 +283,17 @@ def test_select_head_for_every_subset(bundle) -> None:
                 assert chosen == head_key(subset), subset
 
 
+def test_between_heads_of_one_size_faces_come_before_audio() -> None:
+    # a clip whose tiny_gate failed: the face head and the audio head both fit, one branch
+    # each; the name would pick "audio", the precedence picks the faces
+    available = ["audio", "visual", "tiny_gate+visual"]
+    assert select_head(available, ["visual", "audio", "sync"]) == "visual"
+    assert select_head(available, ["visual", "audio"],
+                       precedence=("audio", "visual")) == "audio"
+    assert select_head(available, ["tiny_gate", "visual", "audio"]) == "tiny_gate+visual"
+    assert select_head(["audio", "tiny_gate"], ["tiny_gate", "audio"]) == "tiny_gate"
+
+
 def test_select_head_falls_back_to_largest_fitting_head() -> None:
     available = [FULL_HEAD_KEY, "tiny_gate+visual", "audio+tiny_gate+visual", "audio+sync"]
     present = ["tiny_gate", "visual", "audio", "temporal"]

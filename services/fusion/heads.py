@@ -8,12 +8,16 @@ part in adaptive fusion but has no LR features.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from dfmesh.branches import LR_BRANCHES
 
-__all__ = ["FULL_HEAD_KEY", "LR_BRANCHES", "head_key", "head_label", "select_head"]
+__all__ = ["FULL_HEAD_KEY", "HEAD_PRECEDENCE", "LR_BRANCHES", "head_key", "head_label",
+           "select_head"]
 FULL_HEAD_KEY = "+".join(sorted(LR_BRANCHES))
+HEAD_PRECEDENCE: tuple[str, ...] = ("visual", "tiny_gate", "audio", "sync", "temporal")
+"""Between fitting heads of one size, the one whose branches come first here: a clip's
+verdict comes from its faces before its soundtrack (docs/models/fusion.md says why)."""
 
 
 def head_key(branches: Iterable[str]) -> str:
@@ -27,13 +31,16 @@ def head_label(key: str) -> str:
     return "5way" if key == FULL_HEAD_KEY else f"{n}way:{key}"
 
 
-def select_head(available: Iterable[str], present: Iterable[str]) -> str | None:
+def select_head(available: Iterable[str], present: Iterable[str],
+                precedence: Sequence[str] = HEAD_PRECEDENCE) -> str | None:
     """The best head for the LR branches in `present`, among the bundle's `available` keys.
 
     The exact head when the bundle has it; otherwise the largest head whose branches are
-    all present (ties broken by name, so the choice is deterministic). One-branch heads
-    (a calibrated single branch, bundles from 2.0.0 on) count like any other; None when no
-    head fits (the caller then uses a single branch's own probability).
+    all present; between heads of one size, the one whose branches come first in
+    `precedence` (so a clip whose face head and audio head both fit is judged by its
+    faces), then by name, so the choice is deterministic. One-branch heads (a calibrated
+    single branch, bundles from 2.0.0 on) count like any other; None when no head fits (the
+    caller then uses a single branch's own probability).
     """
     present_lr = {b for b in present if b in LR_BRANCHES}
     keys = set(available)
@@ -43,4 +50,11 @@ def select_head(available: Iterable[str], present: Iterable[str]) -> str | None:
     fitting = [k for k in keys if k and set(k.split("+")) <= present_lr]
     if not fitting:
         return None
-    return min(fitting, key=lambda k: (-len(k.split("+")), k))
+
+    def rank(key: str) -> tuple[int, list[int], str]:
+        branches = key.split("+")
+        order = sorted(precedence.index(b) if b in precedence else len(precedence)
+                       for b in branches)
+        return -len(branches), order, key
+
+    return min(fitting, key=rank)

@@ -31,6 +31,7 @@ from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 from dfmesh.branches import LR_BRANCHES
 from dfmesh.preprocess.stats import BRANCH_FEATURES, FEATURE_COLS, column_logits
+from services.fusion.heads import HEAD_PRECEDENCE, select_head
 from training.evaluation.metrics import logit, sigmoid
 from training.real.folds import source_key
 from training.scoring import fit_temperature
@@ -44,14 +45,21 @@ HEAD_FAMILIES: tuple[tuple[str, ...], ...] = (("tiny_gate", "visual"), ("audio",
 ALL_PROBS = PROB_FEATURES | {"tiny_gate": ("tiny_prob_mean", "tiny_prob_max", "tiny_prob_p90"),
                              "visual": ("visual_prob_mean", "visual_prob_max",
                                         "visual_prob_p90")}
-ABLATION: dict[str, tuple[tuple[tuple[str, ...], ...], dict[str, tuple[str, ...]]]] = {
-    "shipped: face heads (tiny_gate, visual means); audio alone": (HEAD_FAMILIES, PROB_FEATURES),
-    "visual mean alone; audio alone": ((("visual",), ("audio",)), PROB_FEATURES),
-    "face heads with max and p90; audio alone": (HEAD_FAMILIES, ALL_PROBS),
-    "heads mixing tiny_gate, visual, audio": ((("tiny_gate", "visual", "audio"),), PROB_FEATURES),
-    "+ sync": ((("tiny_gate", "visual", "audio", "sync"),), PROB_FEATURES),
-    "+ sync, temporal (2.0.0's heads, means only)": ((LR_BRANCHES,), PROB_FEATURES),
-    "2.0.0's heads (every branch, max and p90)": ((LR_BRANCHES,), ALL_PROBS),
+AUDIO_FIRST = ("audio", "visual", "tiny_gate", "sync", "temporal")
+ABLATION: dict[str, tuple[tuple[tuple[str, ...], ...], dict[str, tuple[str, ...]],
+                          tuple[str, ...]]] = {
+    "shipped: face heads (tiny_gate, visual means); audio alone":
+        (HEAD_FAMILIES, PROB_FEATURES, HEAD_PRECEDENCE),
+    "visual mean alone; audio alone": ((("visual",), ("audio",)), PROB_FEATURES, HEAD_PRECEDENCE),
+    "visual mean alone; audio alone, a clip with audio taking the audio head":
+        ((("visual",), ("audio",)), PROB_FEATURES, AUDIO_FIRST),
+    "face heads with max and p90; audio alone": (HEAD_FAMILIES, ALL_PROBS, HEAD_PRECEDENCE),
+    "heads mixing tiny_gate, visual, audio":
+        ((("tiny_gate", "visual", "audio"),), PROB_FEATURES, HEAD_PRECEDENCE),
+    "+ sync": ((("tiny_gate", "visual", "audio", "sync"),), PROB_FEATURES, HEAD_PRECEDENCE),
+    "+ sync, temporal (2.0.0's heads, means only)":
+        ((LR_BRANCHES,), PROB_FEATURES, HEAD_PRECEDENCE),
+    "2.0.0's heads (every branch, max and p90)": ((LR_BRANCHES,), ALL_PROBS, HEAD_PRECEDENCE),
 }
 """Head designs the report compares, leave-one-source-out, on the same held-out rows."""
 TARGET_REAL_FLAG_RATE = 0.05
@@ -123,27 +131,26 @@ def fit_heads(rows: list[dict[str, Any]], subsets: list[tuple[str, ...]],
     return heads
 
 
-def choose_head(heads: dict[str, Any], branches: Sequence[str]) -> str | None:
-    """The exact head, else the largest fitted head inside `branches` (the service's rule)."""
-    exact = key_of(branches)
-    if exact in heads:
-        return exact
-    inside = [k for k in heads if set(k.split("+")) <= set(branches)]
-    return min(inside, key=lambda k: (-len(k.split("+")), k)) if inside else None
+def choose_head(heads: dict[str, Any], branches: Sequence[str],
+                precedence: Sequence[str] = HEAD_PRECEDENCE) -> str | None:
+    """The head the fusion service would take (services.fusion.heads.select_head)."""
+    return select_head(heads, branches, precedence)
 
 
 def leave_one_source_out(rows: list[dict[str, Any]],
                          families: Sequence[Sequence[str]] = HEAD_FAMILIES,
-                         probs: Probs | None = None) -> list[dict[str, Any]]:
+                         probs: Probs | None = None,
+                         precedence: Sequence[str] = HEAD_PRECEDENCE) -> list[dict[str, Any]]:
     """Each row's raw fused probability from heads fitted without its source, and the head
-    (heads as `families` and `probs` make them: the ablation varies them)."""
+    (heads as `families` and `probs` make them, chosen by `precedence`: the ablation varies
+    them)."""
     subsets = subsets_present(rows, families)
     out = []
     for source in sorted({source_key(r) for r in rows}):
         held = [r for r in rows if source_key(r) == source]
         heads = fit_heads([r for r in rows if source_key(r) != source], subsets, probs)
         for r in held:
-            key = choose_head(heads, row_branches(r))
+            key = choose_head(heads, row_branches(r), precedence)
             if key is None:
                 continue
             x = matrix([r], head_columns(key.split("+")))
@@ -185,7 +192,8 @@ def bundle(rows: list[dict[str, Any]], temps: dict[str, float], threshold: float
     if full is None:
         # No row has every branch (temporal is not served with this visual model): the
         # widest fitted head stands in, refitted over all 12 columns, reading only its own.
-        widest = max(heads, key=lambda k: (len(k.split("+")), k))
+        widest = choose_head(heads, LR_BRANCHES)
+        assert widest is not None
         have = [r for r in rows if set(widest.split("+")) <= set(row_branches(r))]
         full = head_model(widest.split("+"), cols=FEATURE_COLS).fit(
             matrix(have, FEATURE_COLS), np.array([r["label"] for r in have]))

@@ -172,8 +172,8 @@ def write_report(rows: list[dict[str, Any]], threshold: float, bundle_info: dict
               "", "| heads | " + " | ".join(KINDS) + " | all |",
               "|---|" + "---|" * (len(KINDS) + 1)]
     fitted = [r for r in rows if r["collection"] != "dev" and row_branches(r)]
-    for name, (families, probs) in ABLATION.items():
-        held = leave_one_source_out(fitted, families, probs)
+    for name, (families, probs, precedence) in ABLATION.items():
+        held = leave_one_source_out(fitted, families, probs, precedence)
         cells = [fmt(auc([r for r in held if r["kind"] == kind], "p_raw")) for kind in KINDS]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {fmt(auc(held, 'p_raw'))} |")
     lines += ["", "## Leave-one-generator-out", "",
