@@ -10,7 +10,9 @@ import pytest
 
 pytest.importorskip("torch")
 
-from devkit.media import (  # noqa: E402
+from dfmesh.preprocess.geometry import FACE_CROP_SIZE, centre_crop_box, crop_square  # noqa: E402
+from dfmesh.preprocess.stats import BRANCHES  # noqa: E402
+from tests.branch_support import (  # noqa: E402
     decode_pcm,
     dense_mouths,
     face_crops,
@@ -18,8 +20,6 @@ from devkit.media import (  # noqa: E402
     speech_file,
     talking_clip,
 )
-from dfmesh.preprocess.geometry import FACE_CROP_SIZE, centre_crop_box, crop_square  # noqa: E402
-from dfmesh.preprocess.stats import BRANCHES  # noqa: E402
 from training.fusion.branches import ServedBranches, frame_inputs  # noqa: E402
 from training.runtime import MODELS_DIR  # noqa: E402
 
