@@ -7,7 +7,7 @@ with `dfmesh.preprocess.geometry.face_crop`; other sizes are resized.
 | model     | function          | tensor                         | values                    |
 |-----------|-------------------|--------------------------------|---------------------------|
 | visual    | `visual_input`    | [N, 3, 224, 224] float32       | ImageNet mean/std         |
-| visual 2.2| `visual_full_input` | [N, 3, 256, 256] float32     | ImageNet mean/std         |
+| visual 2.2+| `visual_full_input` | [N, 3, 256, 256] float32     | ImageNet mean/std         |
 | mri       | `mri_input`       | [N, 3, 256, 256] float32       | ImageNet mean/std         |
 | tiny_gate | `tiny_patches`    | [P, 3, 32, 32] float32 (patches.py) | ImageNet mean/std    |
 | temporal  | `temporal_input`  | [1, T, D] float32              | visual's embeddings as is |

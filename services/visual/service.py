@@ -1,7 +1,7 @@
 """visual: a CNN scores each face crop (at the size its manifest names) and returns one
 embedding per sampled frame (the largest face's) for the temporal branch. A stacked model
-(visual 2.2.x: training.models.visual.StackedVisual) also takes the crops at their full 256
-as `image_full`."""
+(visual 2.2.x and 2.3.x: training.models.visual.StackedVisual) also takes the crops at
+their full 256 as `image_full`."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
     python -m training.real.score --visual 2.0.0 [--audio 2.0.0]
     python -m training.real.score --visual 2.1.0 --reuse runs/real/features-2.0.0/rows.jsonl
     python -m training.real.score --visual 2.1.0 --audio 2.1.0 --reuse OLD_ROWS --fresh audio
-    python -m training.real.score --visual 2.2.0 --audio 2.2.0 --reuse OLD_ROWS --fresh audio
+    python -m training.real.score --visual 2.3.0 --audio 2.2.0 --reuse OLD_ROWS --fresh audio
 
 Each file gets, through the services' own code (training.real.features):
 - visual: from the fold model trained without the file's source

@@ -1,7 +1,7 @@
 """Temporal 2.x: the sequence model over a visual model's per-frame embeddings, cross-fitted
 with that visual model's folds, so temporal's held-out scores are as honest as visual's.
 
-    python -m training.real.temporal --visual 2.2.0 --version 2.2.0 [--final]
+    python -m training.real.temporal --visual 2.3.0 --version 2.3.0 [--final]
 
 Fold k's temporal model is trained on fold k's visual embeddings of every video outside
 fold k and scores fold k's videos through the temporal service's code; the final model is
