@@ -225,14 +225,24 @@ def test_heads_stay_inside_one_modality_and_clips_take_the_face_head() -> None:
 
 
 @pytest.mark.slow
-def test_visual_recipe_smoke_run_exports_a_servable_model(tmp_path: Path, shared_data: Path,
-                                                          monkeypatch: pytest.MonkeyPatch,
-                                                          train_rows) -> None:
-    """pack -> pools -> two fine-tuning steps -> ONNX export -> held-out features by the
-    visual service's own code: the shipped recipe end to end, seconds long."""
-    pytest.importorskip("efficientnet_lite_pytorch")
+@pytest.mark.parametrize("branch,recipe_file,mean_feature,count_feature", [
+    ("visual", "visual-2.1.0.json", "visual_prob_mean", "visual_num_faces"),
+    ("tiny_gate", "tiny_gate-2.0.0.json", "tiny_prob_mean", "tiny_num_files"),
+])
+def test_face_recipe_smoke_run_exports_a_servable_model(
+        tmp_path: Path, shared_data: Path, monkeypatch: pytest.MonkeyPatch, train_rows,
+        branch: str, recipe_file: str, mean_feature: str, count_feature: str) -> None:
+    """pack -> pools -> two training steps -> ONNX export -> held-out features by the
+    branch service's own code: the shipped recipe end to end, seconds long."""
+    import importlib
+
     from training.real import features, pack, visual
 
+    if branch == "visual":
+        pytest.importorskip("efficientnet_lite_pytorch")
+    trainer = importlib.import_module(f"training.real.{branch}")
+    export = {"visual": features.export_visual,
+              "tiny_gate": getattr(trainer, "export_tiny_gate", None)}[branch]
     monkeypatch.setattr(pack, "pack_dir", lambda: tmp_path / "pack")
     picks = [r for r in train_rows if r.kind == "image" and r.label == 1][:2]
     picks += [r for r in train_rows if r.kind == "image" and r.label == 0][:2]
@@ -240,17 +250,17 @@ def test_visual_recipe_smoke_run_exports_a_servable_model(tmp_path: Path, shared
     records = [r for r in records if r.get("faces", 0) > 0]
     assert {r["label"] for r in records} == {0, 1}
     recipe = visual.load_recipe(Path(__file__).resolve().parents[1] / "training" / "recipes"
-                                / "visual-2.1.0.json") | {"batch_size": 4, "threads": 1}
-    model = visual.train_one(recipe, records, tmp_path / "run", steps=2, device="cpu")
+                                / recipe_file) | {"batch_size": 4, "threads": 1}
+    model = trainer.train_one(recipe, records, tmp_path / "run", steps=2, device="cpu")
     assert (tmp_path / "run" / "checkpoint.pt").is_file()
-    repo = features.export_visual(model, recipe, tmp_path / "repo", {"metrics": {}})
+    repo = export(model, recipe, tmp_path / "repo", {"metrics": {}})
     out = tmp_path / "oof.jsonl"
-    features.write_oof_visual(repo, records, 0, out)
+    features.write_oof(branch, repo, records, 0, out)
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == len(records)
     for row in rows:
-        f = row["visual"]["features"]
-        assert 0.0 <= f["visual_prob_mean"] <= 1.0 and f["visual_num_faces"] >= 1
+        f = row[branch]["features"]
+        assert 0.0 <= f[mean_feature] <= 1.0 and f[count_feature] >= 1
 
 
 def test_score_reuses_only_the_unchanged_branches(tmp_path: Path) -> None:
@@ -268,3 +278,49 @@ def test_score_reuses_only_the_unchanged_branches(tmp_path: Path) -> None:
     assert got["features"] == {"tiny_prob_max": 0.2, "audio_prob_fake": 0.7, "sync_prob": 0.4,
                                "mri_prob_mean": 0.5}
     assert set(got["prob_fake"]) == {"tiny_gate", "audio", "sync", "mri"}
+
+
+def test_tiny_gate_crop_logit_is_the_mean_of_the_served_patch_logits() -> None:
+    """PatchMean cuts a crop exactly as the service does (tiny_patches), so the crop logit
+    it trains on is the mean of the patch logits the exported model gives in service."""
+    import torch
+
+    from dfmesh.preprocess.patches import tiny_patches
+    from training.models.tiny_ladeda import TinyLaDeDa
+    from training.real.tiny_gate import PatchMean, encode
+
+    torch.manual_seed(0)
+    tiny = TinyLaDeDa().eval()
+    rng = np.random.default_rng(0)
+    crops = [rng.integers(0, 256, (FACE_CROP_SIZE, FACE_CROP_SIZE, 3), dtype=np.uint8)
+             for _ in range(2)]
+    with torch.no_grad():
+        got = PatchMean(tiny)(torch.from_numpy(encode(crops))).numpy().ravel()
+        served = [tiny(torch.from_numpy(tiny_patches(c))).numpy().mean() for c in crops]
+    np.testing.assert_allclose(got, served, rtol=1e-5, atol=1e-5)
+
+
+def test_tiny_gate_standardize_puts_the_median_real_at_minus_one_and_fake_at_plus_one() -> None:
+    import torch
+
+    from training.models.tiny_ladeda import TinyLaDeDa
+    from training.real.tiny_gate import PatchMean, standardize
+
+    torch.manual_seed(0)
+    model = PatchMean(TinyLaDeDa()).eval()
+
+    def sampler(step: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        # fakes brighter than reals: this seed's untrained model puts them above
+        y = np.array([0, 0, 1, 1], np.float32)
+        x = rng.normal(size=(4, 3, 64, 64)).astype(np.float32) + 2.0 * y[:, None, None, None]
+        return x, y
+
+    before = standardize(model, sampler, batches=6)
+    assert before["median_fake"] > before["median_real"] and before["scale"] != 1.0
+    rng = np.random.default_rng(12345)
+    with torch.no_grad():
+        draws = [sampler(s, rng) for s in range(6)]
+        z = np.concatenate([model(torch.from_numpy(x)).numpy().ravel() for x, _ in draws])
+    y = np.concatenate([d[1] for d in draws])
+    assert np.median(z[y == 0]) == pytest.approx(-1.0, abs=1e-3)
+    assert np.median(z[y == 1]) == pytest.approx(1.0, abs=1e-3)

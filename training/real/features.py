@@ -110,10 +110,12 @@ def export_visual(model: torch.nn.Module, recipe: dict[str, Any], models_dir: Pa
     return models_dir
 
 
-def write_oof_visual(repo: Path, records: list[dict[str, Any]], fold: int, out: Path) -> None:
-    """Score every packed file of a held-out fold with the fold's model through the visual
-    service's code; one JSON line per file (its visual features, or null)."""
-    server = load_server("visual", repo, "latest")
+def write_oof(branch: str, repo: Path, records: list[dict[str, Any]], fold: int,
+              out: Path) -> None:
+    """Score every packed face file of a held-out fold with the fold's `branch` model through
+    that service's code; one JSON line per file (the branch's features under its name, or
+    null)."""
+    server = load_server(branch, repo, "latest")
     lines = []
     for r in records:
         got = None
@@ -122,7 +124,7 @@ def write_oof_visual(repo: Path, records: list[dict[str, Any]], fold: int, out: 
         lines.append(json.dumps({"path": r["path"], "fold": fold, "label": r["label"],
                                  "kind": r["kind"], "source": r["source"],
                                  "generator": r["generator"], "collection": r["collection"],
-                                 "visual": None if got is None else
+                                 branch: None if got is None else
                                  {"features": got["features"], "prob_fake": got["prob_fake"]}}))
     out.write_text("\n".join(lines) + "\n")
 

@@ -63,7 +63,7 @@ def gate_threshold(rows: list[dict[str, Any]], decision: float,
     return {"threshold": value, "fakes_exiting": float((fakes < value).mean()),
             "reals_exiting": float((reals < value).mean()) if reals.size else 0.0,
             "fitted_on": f"tiny_prob_max of {fakes.size} fakes and {reals.size} reals with "
-                         f"faces (the shipped tiny_gate never trained on these files)"}
+                         "faces, each scored by a tiny_gate that never trained on its source"}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -4,14 +4,20 @@
     python -m training.real.score --visual 2.1.0 --reuse runs/real/features-2.0.0/rows.jsonl
     python -m training.real.score --visual 2.1.0 --audio 2.1.0 --reuse OLD_ROWS --fresh audio
     python -m training.real.score --visual 2.3.0 --audio 2.2.0 --reuse OLD_ROWS --fresh audio
+    python -m training.real.score --visual 2.3.0 --audio 2.2.0 --tiny-gate 2.0.0 \
+        --reuse OLD_ROWS --fresh tiny_gate
 
 Each file gets, through the services' own code (training.real.features):
 - visual: from the fold model trained without the file's source
   (runs/real/visual/<v>/fold<k>/repo), features and per-frame embeddings;
 - audio: from the audio fold model trained without the file's source
   (runs/real/audio/fold<k>/repo, when the audio recipe left one);
-- tiny_gate, sync and mri: the shipped models (trained only on ../shared/data reals and
-  pseudo-fakes, never on ../shared/train), so their scores of ../shared/train are held out.
+- tiny_gate: from its fold model the same way when its version has them
+  (runs/real/tiny_gate/<v>/fold<k>/repo, training.real.tiny_gate: 2.0.0 on), else the
+  shipped model;
+- sync and mri (and tiny_gate 1.x): the shipped models (trained only on ../shared/data
+  reals and pseudo-fakes, never on ../shared/train), so their scores of ../shared/train are
+  held out.
 
 Writes runs/real/features/rows.jsonl (one row per file: label, kind, source, generator,
 fold, `features` by FEATURE_COLS name, `prob_fake` by branch) and embeddings_fold<k>.npz
@@ -73,12 +79,15 @@ def score_rows(visual_version: str, audio_version: str | None, shipped: dict[str
             | {"entry": r["entry"], "fold": fold_of(r, folds), "features": {}, "prob_fake": {}}
             for r in index}
     fold_servers = {}
-    for branch, version in (("visual", visual_version), ("audio", audio_version)):
+    for branch, version in (("visual", visual_version), ("audio", audio_version),
+                            ("tiny_gate", shipped.get("tiny_gate"))):
         for f in range(num_folds):
             repo = fold_repo(branch, str(version), f)
             if version and repo.is_dir():
                 fold_servers[(branch, f)] = load_server(branch, repo, "latest")
-    shipped_servers = {b: load_server(b, MODELS_DIR, v) for b, v in shipped.items()}
+    # a branch with fold models is scored by them; the others by their shipped model
+    shipped_servers = {b: load_server(b, MODELS_DIR, v) for b, v in shipped.items()
+                       if (b, 0) not in fold_servers}
     embeddings: dict[int, dict[str, np.ndarray]] = {f: {} for f in range(num_folds)}
     reusable = [b for b in REUSABLE if b not in fresh]
     earlier = reused_branches(reuse, reusable) if reuse else {}
@@ -94,7 +103,9 @@ def score_rows(visual_version: str, audio_version: str | None, shipped: dict[str
         # (branch, server, fold of a fold model or None, whether the row keeps its features)
         wanted: list[tuple[str, Any, int | None, bool]] = []
         if r.get("faces", 0) > 0:
-            wanted.append(("tiny_gate", shipped_servers.get("tiny_gate"), None, True))
+            wanted.append(("tiny_gate", fold_servers.get(("tiny_gate", own),
+                                                         shipped_servers.get("tiny_gate")),
+                           None, True))
             wanted.append(("mri", shipped_servers.get("mri"), None, True))
             # every fold's visual model embeds every face file (temporal is cross-fitted on
             # them); only the file's own held-out fold gives its visual features
@@ -129,7 +140,9 @@ def main(argv: list[str] | None = None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--visual", required=True, help="visual recipe version (fold models)")
     parser.add_argument("--audio", default=None, help="audio recipe version (fold models)")
-    parser.add_argument("--tiny-gate", default="1.1.0")
+    parser.add_argument("--tiny-gate", default="1.1.0",
+                        help="its fold models when runs/real/tiny_gate/<v> has them, else "
+                             "the shipped model")
     parser.add_argument("--sync", default="1.0.0")
     parser.add_argument("--mri", default="1.0.0")
     parser.add_argument("--reuse", type=Path, default=None,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -115,16 +116,22 @@ def capture_conditions(crops: list[np.ndarray], kinds: list[str], rng: np.random
     return [np.ascontiguousarray(img[:, ::-1]) if rng.random() < 0.5 else img for img in out]
 
 
-class Sampler:
-    """Balanced batches: half reals, half fakes (real fakes and pseudo-fakes by the recipe)."""
+Encode = Callable[[list[np.ndarray]], np.ndarray]
+"""uint8 RGB face crops -> the model's input batch."""
 
-    def __init__(self, reals: Pool, fakes: Pool, recipe: dict[str, Any]) -> None:
+
+class Sampler:
+    """Balanced batches: half reals, half fakes (real fakes and pseudo-fakes by the recipe),
+    encoded by `encode` (default: visual_input at the recipe's input_size)."""
+
+    def __init__(self, reals: Pool, fakes: Pool, recipe: dict[str, Any],
+                 encode: Encode | None = None) -> None:
         self.reals, self.fakes = reals, fakes
+        self.encode = encode or (lambda crops: visual_input(crops, int(recipe["input_size"])))
         self.p_real, self.p_fake = reals.probabilities(), (fakes.probabilities()
                                                            if fakes.faces else None)
         self.donors = DonorPool(reals.faces)
         self.batch = int(recipe["batch_size"])
-        self.size = int(recipe["input_size"])
         self.real_fake_share = float(recipe["real_fake_share"]) if fakes.faces else 0.0
         self.pseudo = {k: float(v) for k, v in recipe["pseudo_fakes"].items()}
         self.chain = recipe.get("codecs")
@@ -149,7 +156,7 @@ class Sampler:
             kinds.append(kind)
             labels.append(1)
         crops = capture_conditions(crops, kinds, rng, self.chain)
-        return visual_input(crops, self.size), np.asarray(labels, np.float32)
+        return self.encode(crops), np.asarray(labels, np.float32)
 
 
 def load_recipe(path: Path) -> dict[str, Any]:
@@ -184,31 +191,31 @@ def train_one(recipe: dict[str, Any], records: list[dict[str, Any]], run_dir: Pa
     return model.cpu().eval()
 
 
-def fold_oof_rows(base: Path, num_folds: int) -> list[dict[str, Any]]:
-    """The fold models' held-out rows (base/fold<k>/oof.jsonl) that have a score, dev
-    excluded."""
+def fold_oof_rows(base: Path, num_folds: int, branch: str = "visual") -> list[dict[str, Any]]:
+    """The fold models' held-out rows (base/fold<k>/oof.jsonl) that have a `branch` score,
+    dev excluded."""
     rows = [json.loads(line) for f in range(num_folds)
             for line in (base / f"fold{f}" / "oof.jsonl").read_text().splitlines()]
-    return [r for r in rows if r["visual"] and r["collection"] != "dev"]
+    return [r for r in rows if r[branch] and r["collection"] != "dev"]
 
 
-def write_fold_metrics(base: Path, num_folds: int) -> dict[str, Any]:
+def write_fold_metrics(base: Path, num_folds: int, branch: str = "visual") -> dict[str, Any]:
     """Held-out AUC of the fold models' scores (`fold_oof_rows`), per kind and per fold,
     into base/metrics.json: the numbers the exported manifest carries."""
     from sklearn.metrics import roc_auc_score
 
-    rows = fold_oof_rows(base, num_folds)
+    rows = fold_oof_rows(base, num_folds, branch)
 
     def auc(mine: list[dict[str, Any]]) -> dict[str, Any]:
         y = [r["label"] for r in mine]
-        score = (round(float(roc_auc_score(y, [r["visual"]["prob_fake"] for r in mine])), 3)
+        score = (round(float(roc_auc_score(y, [r[branch]["prob_fake"] for r in mine])), 3)
                  if len(set(y)) == 2 else None)
         return {"n": len(y), "n_fake": int(sum(y)), "auc": score}
 
     metrics = {"held_out_by_source": {
         "what": f"each file scored by the fold model trained without its source ({num_folds} "
-                "source-disjoint folds; training.real.visual), through the visual service's "
-                "code",
+                f"source-disjoint folds; training.real.{branch}), through the {branch} "
+                "service's code",
         **{kind: auc([r for r in rows if r["kind"] == kind]) for kind in ("image", "video")},
         "all": auc(rows),
         "per_fold_image_auc": [auc([r for r in rows if r["kind"] == "image"
@@ -219,11 +226,24 @@ def write_fold_metrics(base: Path, num_folds: int) -> dict[str, Any]:
 
 
 def run_dir_for(recipe: dict[str, Any]) -> Path:
-    return RUNS_DIR / "real" / "visual" / recipe["version"]
+    return RUNS_DIR / "real" / recipe.get("branch", "visual") / recipe["version"]
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m training.real.visual", description=__doc__,
+@dataclass(frozen=True)
+class FaceTrainer:
+    """What differs between the face-crop branches trained here: how one model is trained,
+    how it is exported into a model repository, and what its release manifest adds."""
+
+    branch: str
+    train_one: Callable[[dict[str, Any], list[dict[str, Any]], Path, int, str],
+                        torch.nn.Module]
+    export: Callable[[torch.nn.Module, dict[str, Any], Path, dict[str, Any]], Path]
+    release_info: Callable[[dict[str, Any], Path, Path], dict[str, Any]]
+
+
+def recipe_parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
+    """The arguments every face-crop trainer takes."""
+    parser = argparse.ArgumentParser(prog=prog, description=doc,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recipe", type=Path, required=True)
     parser.add_argument("--only", choices=["folds", "final"], default=None)
@@ -233,15 +253,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps-scale", type=float, default=1.0,
                         help="multiply every schedule (0.01 for a smoke run)")
     parser.add_argument("--export", action="store_true", help="export the final model to models/")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO)
-    recipe = load_recipe(args.recipe)
+    return parser
+
+
+def cross_fit(trainer: FaceTrainer, recipe: dict[str, Any], args: argparse.Namespace) -> None:
+    """Fold models (each trained without one fold's sources, exported, and scoring that fold
+    through the service's code: base/fold<k>/oof.jsonl, skipped when done), their held-out
+    metrics, then the final model on every non-dev file, exported to models/ on --export."""
+    from training.real import features
+
     index = read_index()
     records = visual_records(index)
     folds = assign_folds(index)
     base = run_dir_for(recipe)
-    from training.real import features
-
     if args.only in (None, "folds"):
         num_folds = max(folds.values()) + 1
         for f in args.fold or range(num_folds):
@@ -251,19 +275,29 @@ def main(argv: list[str] | None = None) -> None:
             train = [r for r in records if fold_of(r, folds) not in (f, -1)]
             held = [r for r in index if fold_of(r, folds) == f and not r.get("error")]
             steps = max(2, int(recipe["fold_steps"] * args.steps_scale))
-            model = train_one(recipe, train, base / f"fold{f}", steps, args.device)
-            repo = features.export_visual(model, recipe, base / f"fold{f}" / "repo",
-                                          {"fold": f, "trained_without": "this fold's sources"})
-            features.write_oof_visual(repo, held, f, done)
+            model = trainer.train_one(recipe, train, base / f"fold{f}", steps, args.device)
+            repo = trainer.export(model, recipe, base / f"fold{f}" / "repo",
+                                  {"fold": f, "trained_without": "this fold's sources"})
+            features.write_oof(trainer.branch, repo, held, f, done)
         if all((base / f"fold{f}" / "oof.jsonl").is_file() for f in range(num_folds)):
-            write_fold_metrics(base, num_folds)
+            write_fold_metrics(base, num_folds, trainer.branch)
     if args.only in (None, "final"):
         train = [r for r in records if r["collection"] != "dev"]
         steps = max(2, int(recipe["final_steps"] * args.steps_scale))
-        model = train_one(recipe, train, base / "final", steps, args.device)
+        model = trainer.train_one(recipe, train, base / "final", steps, args.device)
         if args.export:
-            features.export_visual(model, recipe, MODELS_DIR, features.visual_release_info(
-                recipe, base, args.recipe))
+            trainer.export(model, recipe, MODELS_DIR,
+                           trainer.release_info(recipe, base, args.recipe))
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = recipe_parser("python -m training.real.visual", __doc__).parse_args(argv)
+    logging.basicConfig(level=logging.INFO)
+    from training.real import features
+
+    trainer = FaceTrainer("visual", train_one, features.export_visual,
+                          features.visual_release_info)
+    cross_fit(trainer, load_recipe(args.recipe), args)
 
 
 if __name__ == "__main__":
