@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> None:
                 out / f"fold{f}" / "repo",
                 {"fold": f, "trained_without": "this fold's sources", "stack": weights})
             held = [r for r in index if fold_of(r, folds) == f and not r.get("error")]
-            features.write_oof_visual(repo, held, f, out / f"fold{f}" / "oof.jsonl")
+            features.write_oof("visual", repo, held, f, out / f"fold{f}" / "oof.jsonl")
         write_fold_metrics(out, num_folds)
     weights = fit(rows)
     stacks["final"] = weights
