@@ -159,6 +159,7 @@ def test_killed_branch_degrades_the_next_result(mesh: Mesh, clip: Path) -> None:
     _, after = analyze(mesh.fusion_addr, clip, early_exit=False)
     assert after["degraded"] and after["missingBranches"] == [victim]
     assert after["branches"][victim]["status"] == "MISSING"
-    # the shipped heads never mix modalities: without sync a clip takes the face head
-    assert after["fusionHead"] == "2way:tiny_gate+visual"
+    # the shipped heads never mix modalities: without sync a clip takes the face head,
+    # which reads visual alone
+    assert after["fusionHead"] == "1way:visual"
     assert f"missing: {victim}" in after["explanation"]

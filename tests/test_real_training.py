@@ -14,8 +14,9 @@ torch = pytest.importorskip("torch")
 
 from dfmesh.preprocess.geometry import FACE_CROP_SIZE  # noqa: E402
 from dfmesh.preprocess.stats import FEATURE_COLS, column_logits  # noqa: E402
+from dfmesh.runtime.errors import ModelIntegrityError  # noqa: E402
 from services.fusion.fusion import bundle_from_dict  # noqa: E402
-from services.fusion.heads import select_head  # noqa: E402
+from services.fusion.heads import FULL_HEAD_KEY, select_head  # noqa: E402
 from training.real import fusion  # noqa: E402
 from training.real.folds import assign_folds, fold_of, source_key  # noqa: E402
 from training.real.loop import FitConfig, fit  # noqa: E402
@@ -191,7 +192,8 @@ def test_bundle_with_one_branch_heads_loads_in_the_service() -> None:
     temps = fusion.temperatures(held)
     data = fusion.bundle(rows, temps, 0.6, {})
     bundle = bundle_from_dict(data)
-    assert "audio" in bundle.heads and "tiny_gate+visual" in bundle.heads
+    assert "audio" in bundle.heads and "visual" in bundle.heads
+    assert not any("tiny_gate" in key for key in bundle.heads if key != FULL_HEAD_KEY)
     assert select_head(bundle.heads, ["audio"]) == "audio"
     assert select_head(bundle.heads, ["audio", "temporal"]) == "audio"
     p_fake = bundle.heads["audio"].probability({"audio_prob_fake": 0.95})
@@ -199,6 +201,9 @@ def test_bundle_with_one_branch_heads_loads_in_the_service() -> None:
     assert p_fake > 0.5 > p_real
     full = bundle.full.probability({c: 0.5 for c in FEATURE_COLS})
     assert 0.0 < full < 1.0
+    data["heads"]["audio"]["reads"] = ["visual"]  # a head cannot read outside its branches
+    with pytest.raises(ModelIntegrityError, match="outside its branches"):
+        bundle_from_dict(data)
 
 
 def test_heads_stay_inside_one_modality_and_clips_take_the_face_head() -> None:
@@ -208,20 +213,24 @@ def test_heads_stay_inside_one_modality_and_clips_take_the_face_head() -> None:
             r["features"] |= {"audio_prob_fake": 0.5, "temporal_prob_fake": 0.5,
                               "sync_prob": 0.5}
     subsets = fusion.subsets_present(rows)
-    assert set(subsets) == {("tiny_gate",), ("visual",), ("audio",), ("tiny_gate", "visual")}
+    assert set(subsets) == {("visual",), ("audio",)}
     heads = fusion.fit_heads(rows, subsets)
     bundle = bundle_from_dict(fusion.bundle(rows, fusion.temperatures(
         fusion.leave_one_source_out(rows)), 0.6, {}, heads))
-    face = bundle.heads["tiny_gate+visual"]
-    # a clip with every branch: the full head is the face head's stand-in (reads the same)
+    face = bundle.heads["visual"]
+    assert select_head(bundle.heads, ["tiny_gate", "visual", "audio"]) == "visual"
+    # a clip with every branch: the full head is the face head's stand-in (reads the same),
+    # and says so, so a result names only visual as the branch its score came from
     chosen = bundle.heads[select_head(bundle.heads, list(fusion.LR_BRANCHES))]
+    assert chosen.key == FULL_HEAD_KEY and chosen.reads == face.reads == ("visual",)
     rng = np.random.default_rng(1)
     for _ in range(5):
         x = {c: float(rng.uniform(0.05, 0.95)) for c in FEATURE_COLS}
         assert chosen.probability(x) == pytest.approx(face.probability(x), abs=1e-9)
-        # the face head reads only the mean probabilities
+        # the face head reads only visual's mean probability
         assert face.probability(x) == pytest.approx(face.probability(
-            x | {"visual_prob_max": 0.99, "tiny_prob_p90": 0.01, "audio_prob_fake": 0.9}))
+            x | {"visual_prob_max": 0.99, "tiny_prob_mean": 0.99, "tiny_prob_p90": 0.01,
+                 "audio_prob_fake": 0.9}))
 
 
 @pytest.mark.slow

@@ -48,6 +48,13 @@ class LogRegHead:
     model: Any
     feature_cols: tuple[str, ...]
     temperature: float
+    reads: tuple[str, ...] = ()
+    """The branches whose features the model reads (default: every branch of its key). A
+    stand-in full head is given all 12 columns but reads fewer; the result names these."""
+
+    def __post_init__(self) -> None:
+        if not self.reads:
+            object.__setattr__(self, "reads", tuple(self.key.split("+")))
 
     def raw_probability(self, features: Mapping[str, float]) -> float:
         """The uncalibrated P(fake), features taken by name in feature_cols order."""
@@ -119,7 +126,11 @@ def _head_from(key: str, data: Mapping[str, Any]) -> LogRegHead:
             f"fusion head {key!r} has feature_cols {list(cols)} outside its branches' features")
     if not float(temperature) > 0:
         raise ModelIntegrityError(f"fusion head {key!r} has temperature {temperature}; must be > 0")
-    return LogRegHead(key, model, cols, float(temperature))
+    reads = tuple(data.get("reads") or key.split("+"))
+    if not set(reads) <= set(key.split("+")):
+        raise ModelIntegrityError(f"fusion head {key!r} says it reads {list(reads)}, "
+                                  "outside its branches")
+    return LogRegHead(key, model, cols, float(temperature), reads)
 
 
 def bundle_from_dict(data: Mapping[str, Any], *, version: str = "",

@@ -71,8 +71,9 @@ def score(usable: Mapping[str, branch_pb2.BranchResult], *, bundle: FusionBundle
         if key != head_key(present):
             note = (f"no head for {head_key(present)} in the bundle; "
                     f"used {head_label(key)}")
-        p = bundle.heads[key].probability(fusion_features(usable))
-        return Score(p, head_label(key), tuple(key.split("+")), note)
+        head = bundle.heads[key]
+        return Score(head.probability(fusion_features(usable)), head_label(key), head.reads,
+                     note)
     single = present[0] if len(present) == 1 else ("mri" if "mri" in usable else None)
     if single is None:
         raise UpstreamUnavailable(

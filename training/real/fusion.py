@@ -3,13 +3,14 @@
 predictions only.
 
 Heads: one per subset of a modality family's branches that the rows have (HEAD_FAMILIES:
-the face branches tiny_gate and visual; audio), one-branch heads included, so an audio file
-gets a calibrated audio probability and a clip the largest face head inside its branches
-(the service's rule). StandardScaler + LogisticRegression over the log-odds of each branch's
-*mean* probability (dfmesh.preprocess.stats.column_logits; max, p90 and counts are left out:
-over one face and over 64 they mean different things, and counts tell the medium, not the
-label). Why so few: held out by source, every head that mixed modalities or read temporal or
-sync ranked clips worse than visual alone (docs/models/fusion.md, the ablation): a few dozen
+visual; audio; from 2.6.0 the face family no longer holds tiny_gate, which scores at chance
+held out), one-branch heads included, so an audio file gets a calibrated audio probability
+and a clip its face head (the service's rule: faces before audio). StandardScaler +
+LogisticRegression over the log-odds of each branch's *mean* probability
+(dfmesh.preprocess.stats.column_logits; max, p90 and counts are left out: over one face and
+over 64 they mean different things, and counts tell the medium, not the label). Why so few:
+held out by source, every head that mixed modalities or read temporal or sync ranked clips
+worse than visual alone (docs/models/fusion.md, the ablation): a few dozen
 clips with audio are not enough to weigh audio against faces, and temporal and sync score
 0.33 and 0.46. Leave-one-source-out: for every source, every head is refitted without the
 source's rows and scores them; each row takes the head its branches select, as the service
@@ -40,20 +41,23 @@ PROB_FEATURES = {
     "tiny_gate": ("tiny_prob_mean",), "visual": ("visual_prob_mean",),
     "audio": ("audio_prob_fake",), "temporal": ("temporal_prob_fake",), "sync": ("sync_prob",),
 }
-HEAD_FAMILIES: tuple[tuple[str, ...], ...] = (("tiny_gate", "visual"), ("audio",))
-"""Branches a head may combine; no head mixes families, none reads temporal or sync."""
+HEAD_FAMILIES: tuple[tuple[str, ...], ...] = (("visual",), ("audio",))
+"""Branches a head may combine; no head mixes families, none reads tiny_gate, temporal or
+sync."""
+FACE_HEADS_2_5: tuple[tuple[str, ...], ...] = (("tiny_gate", "visual"), ("audio",))
+"""Fusion 2.5.0's families: tiny_gate beside visual in the face heads."""
 ALL_PROBS = PROB_FEATURES | {"tiny_gate": ("tiny_prob_mean", "tiny_prob_max", "tiny_prob_p90"),
                              "visual": ("visual_prob_mean", "visual_prob_max",
                                         "visual_prob_p90")}
 AUDIO_FIRST = ("audio", "visual", "tiny_gate", "sync", "temporal")
 ABLATION: dict[str, tuple[tuple[tuple[str, ...], ...], dict[str, tuple[str, ...]],
                           tuple[str, ...]]] = {
-    "shipped: face heads (tiny_gate, visual means); audio alone":
-        (HEAD_FAMILIES, PROB_FEATURES, HEAD_PRECEDENCE),
-    "visual mean alone; audio alone": ((("visual",), ("audio",)), PROB_FEATURES, HEAD_PRECEDENCE),
+    "shipped: visual mean alone; audio alone": (HEAD_FAMILIES, PROB_FEATURES, HEAD_PRECEDENCE),
+    "face heads (tiny_gate, visual means; 2.5.0's); audio alone":
+        (FACE_HEADS_2_5, PROB_FEATURES, HEAD_PRECEDENCE),
     "visual mean alone; audio alone, a clip with audio taking the audio head":
-        ((("visual",), ("audio",)), PROB_FEATURES, AUDIO_FIRST),
-    "face heads with max and p90; audio alone": (HEAD_FAMILIES, ALL_PROBS, HEAD_PRECEDENCE),
+        (HEAD_FAMILIES, PROB_FEATURES, AUDIO_FIRST),
+    "face heads with max and p90; audio alone": (FACE_HEADS_2_5, ALL_PROBS, HEAD_PRECEDENCE),
     "heads mixing tiny_gate, visual, audio":
         ((("tiny_gate", "visual", "audio"),), PROB_FEATURES, HEAD_PRECEDENCE),
     "+ sync": ((("tiny_gate", "visual", "audio", "sync"),), PROB_FEATURES, HEAD_PRECEDENCE),
@@ -185,10 +189,11 @@ def bundle(rows: list[dict[str, Any]], temps: dict[str, float], threshold: float
            ) -> dict[str, Any]:
     """The bundle the fusion service loads: the full head at the top level (FEATURE_COLS),
     every fitted subset head under `heads` (fitted on `rows` unless given), temperatures
-    from held-out predictions."""
+    from held-out predictions; each head's `reads` names the branches its model reads."""
     heads = dict(heads or fit_heads(rows, subsets_present(rows)))
     full_key = key_of(LR_BRANCHES)
     full = heads.get(full_key)
+    full_reads = list(LR_BRANCHES)
     if full is None:
         # No row has every branch (temporal is not served with this visual model): the
         # widest fitted head stands in, refitted over all 12 columns, reading only its own.
@@ -198,13 +203,16 @@ def bundle(rows: list[dict[str, Any]], temps: dict[str, float], threshold: float
         full = head_model(widest.split("+"), cols=FEATURE_COLS).fit(
             matrix(have, FEATURE_COLS), np.array([r["label"] for r in have]))
         temps = temps | {full_key: temps.get(widest, 1.0)}
+        full_reads = widest.split("+")
     entry = {k: {"model": m, "feature_cols": head_columns(k.split("+")),
-                 "temperature": temps.get(k, 1.0), "branches": k.split("+")}
+                 "temperature": temps.get(k, 1.0), "branches": k.split("+"),
+                 "reads": k.split("+")}
              for k, m in heads.items() if k != full_key}
     entry[full_key] = {"model": full, "feature_cols": list(FEATURE_COLS),
-                       "temperature": temps.get(full_key, 1.0), "branches": list(LR_BRANCHES)}
+                       "temperature": temps.get(full_key, 1.0), "branches": list(LR_BRANCHES),
+                       "reads": full_reads}
     return {"model": full, "feature_cols": list(FEATURE_COLS),
-            "temperature": temps.get(full_key, 1.0), "heads": entry,
+            "temperature": temps.get(full_key, 1.0), "reads": full_reads, "heads": entry,
             "adaptive": {"temperatures": branch_temperatures(rows)},
             "threshold": threshold, "scored_with": scored_with}
 

@@ -117,8 +117,8 @@ def write_report(rows: list[dict[str, Any]], threshold: float, bundle_info: dict
         "(`training.real.folds`): each file is scored by the fold model trained without its "
         "source, through the service's own preprocess/postprocess (`training.real.features`). "
         "tiny_gate, sync and mri are the shipped models, which were never trained on "
-        "`../shared/train`. temporal, sync and mri are in no LR head (the ablation below; "
-        "adaptive fusion still reads them).",
+        "`../shared/train`. tiny_gate, temporal, sync and mri are in no LR head (the ablation "
+        "below; adaptive fusion still reads them, and tiny_gate is the early-exit gate).",
         "- **fusion**: true leave-one-source-out: for each of the "
         f"{len({source_key(r) for r in scored})} sources, every head is refitted without it and "
         "scores it; each file takes the head its branches select, as the service does. Head "
