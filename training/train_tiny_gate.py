@@ -45,7 +45,7 @@ from training.data.labelled import LabelledEvalSet, labelled_metrics
 from training.data.pseudo import Sample
 from training.export import ExportSpec, TensorSpec, export_branch
 from training.fakes.masks import face_hull_points, hull_mask
-from training.models.tiny_ladeda import TinyLaDeDa
+from training.models.tiny_ladeda import TinyLaDeDa, manifest_preprocessing
 from training.scoring import binary_metrics
 
 BRANCH = "tiny_gate"
@@ -234,14 +234,9 @@ def export(ctx: RunContext, model: TinyLaDeDa, metrics: dict) -> None:
         name="tiny_gate-tiny-ladeda", branch=BRANCH, version=args.version,
         inputs=[TensorSpec("patches", ["batch", 3, "height", "width"])],
         outputs=[TensorSpec("logit", ["batch", 1])],
-        preprocessing={"function": "dfmesh.preprocess.patches.tiny_patches",
-                       "input": "one uint8 RGB face crop (dfmesh.preprocess.geometry.face_crop), "
-                                "resized to 256 if needed",
-                       "crop_size": TINY_CROP_SIZE, "patch_size": TINY_PATCH_SIZE,
-                       "stride": TINY_PATCH_STRIDE, "patches_per_crop": 64,
-                       "normalization": "ImageNet mean/std", "layout": "NCHW float32",
-                       "output": "sigmoid(logit) = P(fake) per patch; the service reports "
-                                 "mean, max and p90 over all patches of a clip"},
+        preprocessing=manifest_preprocessing(
+            "sigmoid(logit) = P(fake) per patch; the service reports mean, max and p90 over "
+            "all patches of a clip"),
         training_data=ctx.training_data_summary(), metrics=metrics, fp16_weights=False,
         keep_torch_state={"class": "training.models.tiny_ladeda.TinyLaDeDa", "kwargs": {}},
         extra={"architecture": "Tiny-LaDeDa",

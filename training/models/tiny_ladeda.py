@@ -6,8 +6,23 @@ global average pooling, one logit. Fully convolutional, so any HxW of at least 4
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
+
+from dfmesh.preprocess.patches import TINY_CROP_SIZE, TINY_PATCH_SIZE, TINY_PATCH_STRIDE
+
+
+def manifest_preprocessing(output: str) -> dict[str, Any]:
+    """The manifest's `preprocessing` of an exported tiny_gate model (the service's patches);
+    `output` says how its logit is read."""
+    return {"function": "dfmesh.preprocess.patches.tiny_patches",
+            "input": "one uint8 RGB face crop (dfmesh.preprocess.geometry.face_crop), "
+                     "resized to 256 if needed",
+            "crop_size": TINY_CROP_SIZE, "patch_size": TINY_PATCH_SIZE,
+            "stride": TINY_PATCH_STRIDE, "patches_per_crop": 64,
+            "normalization": "ImageNet mean/std", "layout": "NCHW float32", "output": output}
 
 
 class TinyLaDeDa(nn.Module):

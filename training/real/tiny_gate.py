@@ -27,7 +27,7 @@ from torch import nn
 from dfmesh.preprocess.patches import TINY_CROP_SIZE, TINY_PATCH_SIZE, TINY_PATCH_STRIDE
 from dfmesh.preprocess.tensors import normalize_imagenet, resize_rgb
 from training.export import ExportSpec, TensorSpec, export_branch
-from training.models.tiny_ladeda import TinyLaDeDa
+from training.models.tiny_ladeda import TinyLaDeDa, manifest_preprocessing
 from training.real.features import visual_release_info
 from training.real.loop import FitConfig, fit
 from training.real.visual import (
@@ -119,15 +119,10 @@ def export_tiny_gate(model: TinyLaDeDa, recipe: dict[str, Any], models_dir: Path
         name="tiny_gate-tiny-ladeda", branch="tiny_gate", version=recipe["version"],
         inputs=[TensorSpec("patches", ["batch", 3, "height", "width"])],
         outputs=[TensorSpec("logit", ["batch", 1])],
-        preprocessing={"function": "dfmesh.preprocess.patches.tiny_patches",
-                       "input": "one uint8 RGB face crop (dfmesh.preprocess.geometry.face_crop), "
-                                "resized to 256 if needed",
-                       "crop_size": TINY_CROP_SIZE, "patch_size": TINY_PATCH_SIZE,
-                       "stride": TINY_PATCH_STRIDE, "patches_per_crop": 64,
-                       "normalization": "ImageNet mean/std", "layout": "NCHW float32",
-                       "output": "sigmoid(logit) = P(fake) per patch; trained so that the mean "
-                                 "of a crop's patch logits is its logit; the service reports "
-                                 "mean, max and p90 over all patches of a clip"},
+        preprocessing=manifest_preprocessing(
+            "sigmoid(logit) = P(fake) per patch; trained so that the mean of a crop's patch "
+            "logits is its logit; the service reports mean, max and p90 over all patches of "
+            "a clip"),
         training_data=info.get("training_data", recipe.get("data", "")),
         metrics=info.get("metrics", {}), fp16_weights=False,
         keep_torch_state={"class": "training.models.tiny_ladeda.TinyLaDeDa", "kwargs": {}},
