@@ -130,7 +130,8 @@ def write_oof(branch: str, repo: Path, records: list[dict[str, Any]], fold: int,
 
 
 def visual_release_info(recipe: dict[str, Any], base: Path, recipe_path: Path) -> dict[str, Any]:
-    """Manifest fields of a released visual model: recipe, data, licences, OOF metrics."""
+    """Manifest fields of a model released by a face-crop trainer (visual, tiny_gate, sync):
+    recipe, data, licences, OOF metrics."""
     metrics_path = base / "metrics.json"
     return {
         "recipe": str(recipe_path), "recipe_contents": recipe,
@@ -139,7 +140,7 @@ def visual_release_info(recipe: dict[str, Any], base: Path, recipe_path: Path) -
             "what": recipe["data"],
             "licence": "../shared/train is research / non-commercial material (FaceForensics++ "
                        "terms, CC-BY-NC, NVIDIA NC); this model is for research use only",
-            "pseudo_fakes": recipe["pseudo_fakes"], "conditions": recipe["conditions"]},
+            **{k: recipe[k] for k in ("pseudo_fakes", "conditions", "pairs") if k in recipe}},
         "metrics": json.loads(metrics_path.read_text()) if metrics_path.is_file() else {},
     }
 

@@ -3,8 +3,9 @@ a warm-up and cosine decay, checkpoints every few minutes and resume, a progress
 
     state = fit(model, batch_fn, FitConfig(steps=600, lr=2e-4), run_dir)
 
-`batch_fn(step, rng)` returns (inputs, targets) as numpy arrays; the model returns logits
-(or a tuple whose first element is the logit); the loss is binary cross-entropy. The
+`batch_fn(step, rng)` returns (inputs, targets) as numpy arrays, inputs one array or a
+tuple of them (the model's positional arguments); the model returns logits (or a tuple whose
+first element is the logit); the loss is binary cross-entropy. The
 sampler's generator is seeded from (seed, step), so a resumed run draws the same batches it
 would have drawn without the interruption, and the next batch is drawn in a thread while the
 model trains on this one (the samplers spend their time in OpenCV and ffmpeg, outside the GIL).
@@ -48,7 +49,8 @@ def lr_at(step: int, cfg: FitConfig) -> float:
     return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
-BatchFn = Callable[[int, np.random.Generator], tuple[np.ndarray, np.ndarray]]
+Inputs = np.ndarray | tuple[np.ndarray, ...]
+BatchFn = Callable[[int, np.random.Generator], tuple[Inputs, np.ndarray]]
 
 
 def fit(model: nn.Module, batch_fn: BatchFn, cfg: FitConfig, run_dir: Path) -> dict[str, float]:
@@ -77,7 +79,7 @@ def fit(model: nn.Module, batch_fn: BatchFn, cfg: FitConfig, run_dir: Path) -> d
 
     model.train()
 
-    def draw(step: int) -> tuple[np.ndarray, np.ndarray]:
+    def draw(step: int) -> tuple[Inputs, np.ndarray]:
         return batch_fn(step, np.random.default_rng([cfg.seed, step]))
 
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc=run_dir.name)
@@ -90,7 +92,8 @@ def fit(model: nn.Module, batch_fn: BatchFn, cfg: FitConfig, run_dir: Path) -> d
                 pending = ahead.submit(draw, step + 1)
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, cfg)
-            out = model(torch.from_numpy(x).to(device))
+            out = model(*(torch.from_numpy(a).to(device)
+                          for a in (x if isinstance(x, tuple) else (x,))))
             logit = (out[0] if isinstance(out, tuple) else out).reshape(-1)
             target = torch.from_numpy(y.astype(np.float32)).to(device)
             target = target * (1 - cfg.label_smoothing) + 0.5 * cfg.label_smoothing

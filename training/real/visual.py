@@ -163,7 +163,7 @@ def load_recipe(path: Path) -> dict[str, Any]:
     recipe = json.loads(path.read_text())
     import training.fakes.image  # noqa: F401  (registers the manipulations)
 
-    unknown = set(recipe["pseudo_fakes"]) - set(MANIPULATIONS)
+    unknown = set(recipe.get("pseudo_fakes", {})) - set(MANIPULATIONS)
     if unknown:
         raise SystemExit(f"{path}: unknown pseudo-fake generators {sorted(unknown)}")
     return recipe

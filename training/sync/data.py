@@ -16,6 +16,8 @@ from training.loaders.dense import DenseClip
 
 MIN_SHIFT_SECONDS = 0.3
 MAX_SHIFT_SECONDS = 1.0
+EVAL_SHIFTS = (-0.8, -0.4, 0.4, 0.8)
+"""The fixed audio shifts of the held-out pairs (seconds)."""
 
 
 @dataclass
@@ -83,3 +85,17 @@ def make_pairs(tracks: list[DenseClip], rng: np.random.Generator, per_clip: int 
         label=np.concatenate([np.full(len(p[0]), p[2], np.int64) for p in parts]),
         kind=np.concatenate([np.full(len(p[0]), p[3]) for p in parts]),
         clip=np.concatenate([np.full(len(p[0]), p[4]) for p in parts]))
+
+
+def augment(mouth: np.ndarray, audio: np.ndarray,
+            rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Train-time only: mirror the mouth, scale its contrast, shift it by up to 2 px; add
+    noise to the normalized log-mel."""
+    mouth = mouth.copy()
+    flip = rng.random(len(mouth)) < 0.5
+    mouth[flip] = mouth[flip][..., ::-1]
+    mouth *= rng.uniform(0.7, 1.4, (len(mouth), 1, 1, 1)).astype(np.float32)
+    for i in range(len(mouth)):
+        mouth[i] = np.roll(mouth[i], tuple(rng.integers(-2, 3, 2)), axis=(1, 2))
+    audio = audio + rng.normal(0, 0.2, audio.shape).astype(np.float32)
+    return np.ascontiguousarray(mouth), audio.astype(np.float32)

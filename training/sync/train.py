@@ -23,12 +23,11 @@ from training.export import ExportSpec, TensorSpec, export_branch
 from training.loaders.dense import DenseClip, build_dense_cache
 from training.loaders.talking import talking_clips
 from training.runtime import MODELS_DIR, RUNS_DIR, seed_everything, shared_data_dir
-from training.sync.data import make_pairs, usable, windows
+from training.sync.data import EVAL_SHIFTS, augment, make_pairs, usable, windows
 from training.sync.model import SyncNet
 
 log = logging.getLogger(__name__)
 VERSION = "1.0.0"
-EVAL_SHIFTS = (-0.8, -0.4, 0.4, 0.8)
 CLIP_SHIFT_SECONDS = 0.6
 
 
@@ -45,20 +44,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="distinct random draws of training pairs, cycled over epochs")
     parser.add_argument("--cached-only", action="store_true",
                         help="use the clips already tracked; track nothing (quick runs)")
-
-
-def augment(mouth: np.ndarray, audio: np.ndarray,
-            rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Train-time only: mirror the mouth, scale its contrast, shift it by up to 2 px; add
-    noise to the normalized log-mel."""
-    mouth = mouth.copy()
-    flip = rng.random(len(mouth)) < 0.5
-    mouth[flip] = mouth[flip][..., ::-1]
-    mouth *= rng.uniform(0.7, 1.4, (len(mouth), 1, 1, 1)).astype(np.float32)
-    for i in range(len(mouth)):
-        mouth[i] = np.roll(mouth[i], tuple(rng.integers(-2, 3, 2)), axis=(1, 2))
-    audio = audio + rng.normal(0, 0.2, audio.shape).astype(np.float32)
-    return np.ascontiguousarray(mouth), audio.astype(np.float32)
 
 
 def clip_level(module: torch.nn.Module, tracks: list[DenseClip]) -> dict:
