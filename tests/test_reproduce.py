@@ -60,11 +60,14 @@ def test_every_shipped_model_names_its_own_recipe(branch: str) -> None:
 @pytest.mark.parametrize("device", reproduce.DEVICES)
 def test_every_step_is_accepted_by_the_trainer_it_calls(device: str,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    commands = {c for b in SHIPPED
-                for c in reproduce.plan_commands(reproduce.plan(reproduce.shipped_recipe(b)),
-                                                 device)}
+    # every recipe in the repository, shipped or tried: each must still run
+    recipes = [reproduce.load_recipe(*path.stem.rsplit("-", 1))
+               for path in sorted(reproduce.RECIPES_DIR.glob("*.json"))]
+    commands = {c for r in recipes
+                for c in reproduce.plan_commands(reproduce.plan(r), device)}
     refused = [c for c in sorted(commands) if not accepted_by_its_parser(c, monkeypatch)]
     assert not refused, f"steps today's trainers refuse: {refused}"
+    assert any("training.real.sync" in c for c in commands)
 
 
 def test_a_refused_argument_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
