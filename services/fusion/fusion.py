@@ -48,13 +48,10 @@ class LogRegHead:
     model: Any
     feature_cols: tuple[str, ...]
     temperature: float
-    reads: tuple[str, ...] = ()
-    """The branches whose features the model reads (default: every branch of its key). A
-    stand-in full head is given all 12 columns but reads fewer; the result names these."""
-
-    def __post_init__(self) -> None:
-        if not self.reads:
-            object.__setattr__(self, "reads", tuple(self.key.split("+")))
+    reads: tuple[str, ...]
+    """The branches whose features the model reads (a bundle without `reads`: every branch of
+    its key). A stand-in full head is given all 12 columns but reads fewer; the result names
+    these."""
 
     def raw_probability(self, features: Mapping[str, float]) -> float:
         """The uncalibrated P(fake), features taken by name in feature_cols order."""

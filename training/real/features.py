@@ -129,7 +129,7 @@ def write_oof(branch: str, repo: Path, records: list[dict[str, Any]], fold: int,
     out.write_text("\n".join(lines) + "\n")
 
 
-def visual_release_info(recipe: dict[str, Any], base: Path, recipe_path: Path) -> dict[str, Any]:
+def release_info(recipe: dict[str, Any], base: Path, recipe_path: Path) -> dict[str, Any]:
     """Manifest fields of a model released by a face-crop trainer (visual, tiny_gate, sync):
     recipe, data, licences, OOF metrics."""
     metrics_path = base / "metrics.json"

@@ -28,7 +28,7 @@ import torch
 from dfmesh.preprocess import mouth as mouth_pre
 from training.evaluation.metrics import binary_report, sigmoid
 from training.export import ExportSpec, TensorSpec, export_branch
-from training.real.features import visual_release_info
+from training.real.features import release_info
 from training.real.folds import assign_folds, fold_of
 from training.real.loop import CHECKPOINT, FitConfig, fit
 from training.real.pack import load_entry, read_index
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> None:
     args = recipe_parser("python -m training.real.sync", __doc__).parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     recipe = load_recipe(args.recipe)
-    trainer = FaceTrainer("sync", train_one, export_sync, visual_release_info)
+    trainer = FaceTrainer("sync", train_one, export_sync, release_info)
     if args.only in (None, "folds"):
         cross_fit(trainer, recipe, with_only(args, "folds"))
         metrics_path = run_dir_for(recipe) / "metrics.json"

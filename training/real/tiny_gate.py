@@ -28,7 +28,7 @@ from dfmesh.preprocess.patches import TINY_CROP_SIZE, TINY_PATCH_SIZE, TINY_PATC
 from dfmesh.preprocess.tensors import normalize_imagenet, resize_rgb
 from training.export import ExportSpec, TensorSpec, export_branch
 from training.models.tiny_ladeda import TinyLaDeDa, manifest_preprocessing
-from training.real.features import visual_release_info
+from training.real.features import release_info
 from training.real.loop import FitConfig, fit
 from training.real.visual import (
     FaceTrainer,
@@ -136,7 +136,7 @@ def export_tiny_gate(model: TinyLaDeDa, recipe: dict[str, Any], models_dir: Path
 def main(argv: list[str] | None = None) -> None:
     args = recipe_parser("python -m training.real.tiny_gate", __doc__).parse_args(argv)
     logging.basicConfig(level=logging.INFO)
-    trainer = FaceTrainer("tiny_gate", train_one, export_tiny_gate, visual_release_info)
+    trainer = FaceTrainer("tiny_gate", train_one, export_tiny_gate, release_info)
     cross_fit(trainer, load_recipe(args.recipe), args)
 
 

@@ -296,7 +296,7 @@ def main(argv: list[str] | None = None) -> None:
     from training.real import features
 
     trainer = FaceTrainer("visual", train_one, features.export_visual,
-                          features.visual_release_info)
+                          features.release_info)
     cross_fit(trainer, load_recipe(args.recipe), args)
 
 

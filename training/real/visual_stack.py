@@ -220,7 +220,7 @@ def main(argv: list[str] | None = None) -> None:
     (out / "stack.json").write_text(json.dumps(stacks, indent=1))
     log.info("stack weights (bias, detector, meso): %s", stacks)
     if args.export:
-        info = features.visual_release_info(recipe, out, args.recipe)
+        info = features.release_info(recipe, out, args.recipe)
         info["stack"] = {"bias": weights[0], "w_detector": weights[1], "w_meso": weights[2],
                          "member_clip": recipe.get("member_clip"),
                          "fitted_on": f"{len(rows)} held-out rows of visual {recipe['base']}'s "
