@@ -289,6 +289,24 @@ def test_score_reuses_only_the_unchanged_branches(tmp_path: Path) -> None:
     assert set(got["prob_fake"]) == {"tiny_gate", "audio", "sync", "mri"}
 
 
+def test_score_reuses_a_release_s_held_out_rows_by_path(tmp_path: Path) -> None:
+    """models/fusion/<v>/heldout_rows.jsonl names files by path; the packed entry is derived
+    from it as the packer names it."""
+    from training.real.pack import entry_name
+    from training.real.score import reused_branches
+    from training.real.sources import RealRow
+
+    real = RealRow(Path("/media/train/audio/demo/a.flac"), "audio", 1, "demo", "demo|a",
+                   "tts-x", "train")
+    row = {"path": str(real.path), "features": {"audio_prob_fake": 0.7, "visual_prob_mean": 0.9},
+           "prob_fake": {"audio": 0.7, "visual": 0.9}}
+    path = tmp_path / "heldout_rows.jsonl"
+    path.write_text(json.dumps(row) + "\n")
+    got = reused_branches(path)
+    assert list(got) == [entry_name(real)]
+    assert got[entry_name(real)]["prob_fake"] == {"audio": 0.7}
+
+
 def test_tiny_gate_crop_logit_is_the_mean_of_the_served_patch_logits() -> None:
     """PatchMean cuts a crop exactly as the service does (tiny_patches), so the crop logit
     it trains on is the mean of the patch logits the exported model gives in service."""

@@ -1,8 +1,11 @@
-"""visual 2.2/2.3's stack: the fits read which member carries the label (2.3's per crop, each
-file weighing one), and a stacked model exported by the trainer (2.3's clipping its member)
-is served by the real visual service with the torch model's numbers."""
+"""visual 2.2-2.4's stack: the fits read which member carries the label (2.3's per crop, each
+file weighing one), a stacked model exported by the trainer (2.3's clipping its member, 2.4's
+averaging two seeds' detectors) is served by the real visual service with the torch model's
+numbers, and the recipes name their base detectors."""
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pytest
@@ -14,9 +17,14 @@ from dfmesh.runtime.branch_inputs import BranchInputs, FrameInput  # noqa: E402
 from services.visual.service import VisualServer, VisualSettings  # noqa: E402
 from tests.branch_support import face_crops  # noqa: E402
 from training.models.meso import MesoInception4, NormalizedInput  # noqa: E402
-from training.models.visual import StackedVisual, VisualDetector  # noqa: E402
+from training.models.visual import (  # noqa: E402
+    DetectorEnsemble,
+    StackedVisual,
+    VisualDetector,
+)
 from training.real.features import export_visual  # noqa: E402
-from training.real.visual_stack import fit_stack, fit_stack_crops  # noqa: E402
+from training.real.visual_stack import fit_stack, fit_stack_crops, full_recipe  # noqa: E402
+from training.reproduce import RECIPES_DIR  # noqa: E402
 
 
 def _rows(n: int = 200, seed: int = 0) -> tuple[list[dict], dict[str, float]]:
@@ -96,3 +104,50 @@ def test_exported_stack_is_served_with_the_torch_numbers(tmp_path, shared_data) 
         want, _ = model(torch.from_numpy(visual_input(crops, 64)),
                         torch.from_numpy(visual_full_input(crops)))
     np.testing.assert_allclose(served, want.numpy(), atol=2e-2)
+
+
+def test_two_seed_stack_averages_its_detectors_and_is_served_so(tmp_path, shared_data) -> None:
+    torch.manual_seed(0)
+    first, second = VisualDetector("resnet18").eval(), VisualDetector("resnet18").eval()
+    member = NormalizedInput(MesoInception4()).eval()
+    weights = (0.1, 0.7, 0.2)
+    model = StackedVisual(DetectorEnsemble([first, second]), member, weights,
+                          member_clip=4.0).eval()
+    crops = face_crops(shared_data, 3)
+    image = torch.from_numpy(visual_input(crops, 64))
+    full = torch.from_numpy(visual_full_input(crops))
+    with torch.no_grad():
+        logit, embedding = model(image, full)
+        (a, emb_a), (b, _) = first(image), second(image)
+        meso = member(full).clamp(-4.0, 4.0).unsqueeze(1)
+    assert float((a - b).abs().max()) > 1e-3  # two different networks
+    np.testing.assert_allclose(logit.numpy(), (0.1 + 0.7 * (a + b) / 2 + 0.2 * meso).numpy(),
+                               atol=1e-5)
+    # the embedding temporal reads is the first detector's, not a mix of unaligned features
+    np.testing.assert_array_equal(embedding.numpy(), emb_a.numpy())
+    export_visual(model, {"version": "2.4.0", "arch": "resnet18", "input_size": 64}, tmp_path,
+                  {"training_data": "test", "metrics": {}})
+    server = VisualServer(VisualSettings(model_repo=tmp_path, metrics_port=0))
+    server.load_model()
+    prepared = server.preprocess(BranchInputs(frames=[FrameInput(i, 0.5 * i, [c])
+                                                      for i, c in enumerate(crops)]))
+    np.testing.assert_allclose(server.predict(prepared.feeds)["logit"], logit.numpy(),
+                               atol=2e-2)
+
+
+def test_stack_recipes_name_their_base_detectors() -> None:
+    one = full_recipe(RECIPES_DIR / "visual-2.3.0.json")
+    assert one["bases"] == ["2.1.0"] and one["seed"] == 0
+    two = full_recipe(RECIPES_DIR / "visual-2.4.0.json")
+    assert two["bases"] == ["2.1.0", "2.1.1"]
+    base, other = (json.loads((RECIPES_DIR / f"visual-{v}.json").read_text())
+                   for v in two["bases"])
+    assert (base["seed"], other["seed"]) == (0, 1)
+    # the seeds differ in nothing else: the detectors are one recipe
+    differ = {k for k in base.keys() | other.keys() if base.get(k) != other.get(k)}
+    assert differ == {"version", "seed", "steps", "why"}
+
+
+def test_ensemble_needs_a_detector() -> None:
+    with pytest.raises(ValueError, match="at least one"):
+        DetectorEnsemble([])

@@ -93,6 +93,25 @@ class VisualDetector(nn.Module):
         return self.head(self.dropout(embedding)), embedding, mask_logits
 
 
+class DetectorEnsemble(nn.Module):
+    """Detectors trained by one recipe with different seeds, as one detector: the mean of
+    their logits, and the first one's embedding (two seeds' features are not aligned, so
+    averaging them would mean nothing; temporal is trained on whichever model serves)."""
+
+    def __init__(self, detectors: list[VisualDetector]) -> None:
+        super().__init__()
+        if not detectors:
+            raise ValueError("an ensemble needs at least one detector")
+        self.detectors = nn.ModuleList(detectors)
+        self.embedding_dim = detectors[0].embedding_dim
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logit, embedding = self.detectors[0](image)
+        for other in self.detectors[1:]:
+            logit = logit + other(image)[0]
+        return logit / len(self.detectors), embedding
+
+
 class StackedVisual(nn.Module):
     """Visual 2.2.x: the fine-tuned detector and a frozen member (MesoInception4 with its
     authors' Deepfakes weights, training.models.meso.NormalizedInput) scored on the same face
@@ -101,9 +120,10 @@ class StackedVisual(nn.Module):
 
     Inputs: `image`, the detector's [N, 3, S, S] ImageNet-normalized crops, and `image_full`,
     the same crops at ingest's 256, ImageNet-normalized. Outputs: (logit [N, 1], the
-    detector's embedding [N, D], which temporal reads, unchanged by the stack)."""
+    detector's embedding [N, D], which temporal reads, unchanged by the stack). From 2.4.0 the
+    detector is a `DetectorEnsemble` of seeds, its logit their mean."""
 
-    def __init__(self, detector: VisualDetector, member: nn.Module,
+    def __init__(self, detector: VisualDetector | DetectorEnsemble, member: nn.Module,
                  weights: tuple[float, float, float], member_clip: float | None = None) -> None:
         super().__init__()
         self.detector, self.member = detector, member

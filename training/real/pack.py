@@ -53,7 +53,12 @@ def pack_dir() -> Path:
 
 
 def entry_name(row: RealRow) -> str:
-    return hashlib.sha1(str(row.path).encode()).hexdigest()[:16] + ".npz"
+    return path_entry(row.path)
+
+
+def path_entry(path: str | Path) -> str:
+    """The packed entry's file name for a media file's path."""
+    return hashlib.sha1(str(path).encode()).hexdigest()[:16] + ".npz"
 
 
 def crop_landmarks(detection: Any) -> np.ndarray:

@@ -6,6 +6,8 @@
     python -m training.real.score --visual 2.3.0 --audio 2.2.0 --reuse OLD_ROWS --fresh audio
     python -m training.real.score --visual 2.3.0 --audio 2.2.0 --tiny-gate 2.0.0 \
         --reuse OLD_ROWS --fresh tiny_gate
+    python -m training.real.score --visual 2.4.0 --audio 2.2.0 \
+        --reuse models/fusion/2.6.0/heldout_rows.jsonl
 
 Each file gets, through the services' own code (training.real.features):
 - visual: from the fold model trained without the file's source
@@ -38,7 +40,7 @@ from tqdm import tqdm
 from dfmesh.preprocess.stats import BRANCH_FEATURES
 from training.real.features import branch_inputs, load_server, served_features
 from training.real.folds import assign_folds, fold_of
-from training.real.pack import load_entry, read_index
+from training.real.pack import load_entry, path_entry, read_index
 from training.runtime import MODELS_DIR, RUNS_DIR
 
 
@@ -55,11 +57,13 @@ REUSABLE = ("tiny_gate", "mri", "audio", "sync")
 
 def reused_branches(path: Path, reusable: Sequence[str] = REUSABLE
                     ) -> dict[str, dict[str, Any]]:
-    """entry -> {"features", "prob_fake"} of the `reusable` branches in an earlier rows file."""
+    """entry -> {"features", "prob_fake"} of the `reusable` branches in an earlier rows file:
+    this script's rows.jsonl, or a release's models/fusion/<v>/heldout_rows.jsonl (which names
+    each file by its path, not by its packed entry)."""
     out = {}
     for line in path.read_text().splitlines():
         row = json.loads(line)
-        out[row["entry"]] = {
+        out[row.get("entry") or path_entry(row["path"])] = {
             "features": {c: v for c, v in row["features"].items()
                          if any(c in BRANCH_FEATURES[b] for b in reusable)},
             "prob_fake": {b: v for b, v in row["prob_fake"].items() if b in reusable}}

@@ -1,6 +1,8 @@
-"""Visual 2.2.x and 2.3.x: a fine-tuned detector (a visual 2.1.x recipe's fold and final
+"""Visual 2.2.x to 2.4.x: a fine-tuned detector (a visual 2.1.x recipe's fold and final
 models) stacked with MesoInception4, frozen, as its authors trained it on Deepfakes faces
 (training.models.meso): logit = b + w_d * detector logit + w_m * MesoNet log-odds, per crop.
+From 2.4.0 the recipe names several `bases`, the same detector recipe with different seeds,
+and the detector logit is the mean of theirs (training.models.visual.DetectorEnsemble).
 
     python -m training.real.visual_stack --recipe RECIPE --folds --export
 
@@ -56,10 +58,17 @@ log = logging.getLogger(__name__)
 
 
 def full_recipe(path: Path) -> dict[str, Any]:
-    """The stack's recipe over its base detector's recipe (data, fakes, conditions)."""
+    """The stack's recipe over its first base detector's recipe (data, fakes, conditions),
+    with `bases` always a list (2.2.x and 2.3.x name one `base`)."""
     stack = json.loads(path.read_text())
-    base = load_recipe(path.parent / f"visual-{stack['base']}.json")
-    return base | stack
+    bases = stack.get("bases") or [stack["base"]]
+    base = load_recipe(path.parent / f"visual-{bases[0]}.json")
+    return base | stack | {"bases": bases}
+
+
+def base_dirs(recipe: dict[str, Any]) -> list[Path]:
+    """The run directories of the recipe's base detectors (their fold and final checkpoints)."""
+    return [run_dir_for({"version": v}) for v in recipe["bases"]]
 
 
 def detector(recipe: dict[str, Any], run_dir: Path) -> torch.nn.Module:
@@ -71,6 +80,14 @@ def detector(recipe: dict[str, Any], run_dir: Path) -> torch.nn.Module:
     state = torch.load(run_dir / CHECKPOINT, map_location="cpu", weights_only=False)
     model.load_state_dict(state["model"])
     return model.eval()
+
+
+def detectors(recipe: dict[str, Any], run_dirs: list[Path]) -> torch.nn.Module:
+    """One detector, or the seeds' ensemble when the recipe has several bases."""
+    from training.models.visual import DetectorEnsemble
+
+    nets = [detector(recipe, d) for d in run_dirs]
+    return nets[0] if len(nets) == 1 else DetectorEnsemble(nets).eval()
 
 
 def meso_scores(meso: torch.nn.Module, records: list[dict[str, Any]],
@@ -111,12 +128,13 @@ def served_crops(record: dict[str, Any]) -> list[np.ndarray]:
     return list(prepared.context["crops"])
 
 
-def crop_scores(recipe: dict[str, Any], base: Path, meso: torch.nn.Module,
+def crop_scores(recipe: dict[str, Any], bases: list[Path], meso: torch.nn.Module,
                 rows: list[dict[str, Any]], index: list[dict[str, Any]], cache: Path
-                ) -> dict[str, dict[str, list[float]]]:
-    """Per file of `rows` (fold rows; their packed entries are found in `index`), the
-    detector's logit (its fold's model) and MesoNet's log-odds of every crop the service
-    would score (cached in `cache`, resumable)."""
+                ) -> dict[str, dict[str, Any]]:
+    """Per file of `rows` (fold rows; their packed entries are found in `index`), every
+    crop the service would score: each base detector's logit (its fold's model, under
+    `seeds`), their mean (`detector`) and MesoNet's log-odds (cached in `cache`,
+    resumable)."""
     packed = {r["path"]: r for r in index}
     done: dict[str, dict[str, list[float]]] = {}
     if cache.is_file():
@@ -127,14 +145,17 @@ def crop_scores(recipe: dict[str, Any], base: Path, meso: torch.nn.Module,
             todo = [r for r in rows if r["fold"] == fold and r["path"] not in done]
             if not todo:
                 continue
-            net = detector(recipe, base / f"fold{fold}")
+            nets = [detector(recipe, b / f"fold{fold}") for b in bases]
             for r in tqdm(todo, desc=f"crop scores, fold {fold}", unit="file"):
                 crops = served_crops(packed[r["path"]])
                 if not crops:
                     continue
-                det, _ = net(torch.from_numpy(visual_input(crops, size)))
+                x = torch.from_numpy(visual_input(crops, size))
+                seeds = [net(x)[0][:, 0] for net in nets]
                 member = meso(torch.from_numpy(visual_full_input(crops)))
-                done[r["path"]] = {"path": r["path"], "detector": det[:, 0].tolist(),
+                done[r["path"]] = {"path": r["path"],
+                                   "detector": torch.stack(seeds).mean(0).tolist(),
+                                   "seeds": [s.tolist() for s in seeds],
                                    "meso": member.tolist()}
                 out.write(json.dumps(done[r["path"]]) + "\n")
     return done
@@ -159,12 +180,12 @@ def fit_stack_crops(rows: list[dict[str, Any]], crops: dict[str, dict[str, list[
     return float(lr.intercept_[0]), float(lr.coef_[0, 0]), float(lr.coef_[0, 1])
 
 
-def stacked(recipe: dict[str, Any], run_dir: Path, meso: torch.nn.Module,
+def stacked(recipe: dict[str, Any], run_dirs: list[Path], meso: torch.nn.Module,
             weights: tuple[float, float, float]) -> torch.nn.Module:
     from training.models.visual import StackedVisual
 
     clip = recipe.get("member_clip")
-    return StackedVisual(detector(recipe, run_dir), meso, weights,
+    return StackedVisual(detectors(recipe, run_dirs), meso, weights,
                          None if clip is None else float(clip)).eval()
 
 
@@ -188,16 +209,18 @@ def main(argv: list[str] | None = None) -> None:
     num_folds = max(folds.values()) + 1
     out = run_dir_for(recipe)
     out.mkdir(parents=True, exist_ok=True)
-    base = run_dir_for({"version": recipe["base"]})
-    rows = fold_oof_rows(base, num_folds)
+    bases = base_dirs(recipe)
+    rows = fold_oof_rows(bases[0], num_folds)
     if recipe.get("stack_fit", "file") == "crop":
-        crops = crop_scores(recipe, base, meso, rows, index, out / "crops.jsonl")
+        crops = crop_scores(recipe, bases, meso, rows, index, out / "crops.jsonl")
         clip = float(recipe["member_clip"])
 
         def fit(some: list[dict[str, Any]]) -> tuple[float, float, float]:
             return fit_stack_crops(some, crops, clip)
         fitted_on = "every served crop's log-odds, MesoNet's clipped, each file weighing one"
     else:
+        if len(bases) > 1:
+            raise ValueError("a per-file stack (stack_fit 'file') takes one base detector")
         scores = meso_scores(meso, records, out / "meso.jsonl")
 
         def fit(some: list[dict[str, Any]]) -> tuple[float, float, float]:
@@ -209,7 +232,7 @@ def main(argv: list[str] | None = None) -> None:
             weights = fit([r for r in rows if r["fold"] != f])
             stacks[f"fold{f}"] = weights
             repo = features.export_visual(
-                stacked(recipe, base / f"fold{f}", meso, weights), recipe,
+                stacked(recipe, [b / f"fold{f}" for b in bases], meso, weights), recipe,
                 out / f"fold{f}" / "repo",
                 {"fold": f, "trained_without": "this fold's sources", "stack": weights})
             held = [r for r in index if fold_of(r, folds) == f and not r.get("error")]
@@ -223,12 +246,15 @@ def main(argv: list[str] | None = None) -> None:
         info = features.release_info(recipe, out, args.recipe)
         info["stack"] = {"bias": weights[0], "w_detector": weights[1], "w_meso": weights[2],
                          "member_clip": recipe.get("member_clip"),
-                         "fitted_on": f"{len(rows)} held-out rows of visual {recipe['base']}'s "
-                                      f"folds ({fitted_on}, class-balanced LR)"}
-        info["members"] = {"detector": f"visual {recipe['base']} (final)",
+                         "fitted_on": f"{len(rows)} held-out rows of the folds of visual "
+                                      f"{' and '.join(recipe['bases'])} ({fitted_on}, "
+                                      "class-balanced LR)"}
+        info["members"] = {"detector": " + ".join(f"visual {v} (final)"
+                                                  for v in recipe["bases"])
+                           + (", logits averaged" if len(bases) > 1 else ""),
                            "meso": recipe["member"]}
-        features.export_visual(stacked(recipe, base / "final", meso, weights), recipe,
-                               MODELS_DIR, info)
+        features.export_visual(stacked(recipe, [b / "final" for b in bases], meso, weights),
+                               recipe, MODELS_DIR, info)
 
 
 if __name__ == "__main__":
