@@ -23,7 +23,12 @@ from training.models.visual import (  # noqa: E402
     VisualDetector,
 )
 from training.real.features import export_visual  # noqa: E402
-from training.real.visual_stack import fit_stack, fit_stack_crops, full_recipe  # noqa: E402
+from training.real.visual_stack import (  # noqa: E402
+    fit_stack,
+    fit_stack_crops,
+    full_recipe,
+    seed_lines,
+)
 from training.reproduce import RECIPES_DIR  # noqa: E402
 
 
@@ -151,3 +156,23 @@ def test_stack_recipes_name_their_base_detectors() -> None:
 def test_ensemble_needs_a_detector() -> None:
     with pytest.raises(ValueError, match="at least one"):
         DetectorEnsemble([])
+
+
+def test_seed_lines_score_each_seed_and_their_mean_held_out() -> None:
+    """Seed 0's detector carries the label, seed 1's is noise, MesoNet is silent: held out,
+    seed 0's stack ranks files well, seed 1's at chance, their mean in between."""
+    rng = np.random.default_rng(0)
+    rows, crops = [], {}
+    for i in range(160):
+        label, kind = i % 2, ("image", "video")[(i // 2) % 2]
+        good = rng.normal(1.5 if label else -1.5, 1.0, 4)
+        noise = rng.normal(0.0, 1.0, 4)
+        rows.append({"path": f"f{i}", "label": label, "kind": kind, "fold": i % 4})
+        crops[f"f{i}"] = {"detector": ((good + noise) / 2).tolist(),
+                          "seeds": [good.tolist(), noise.tolist()], "meso": [0.0] * 4}
+    lines = seed_lines(rows, crops, clip=4.0, num_folds=4)
+    assert set(lines) == {"seed 0", "seed 1", "mean"}
+    for kind in ("image", "video"):
+        assert lines["seed 0"][kind] > 0.9
+        assert abs(lines["seed 1"][kind] - 0.5) < 0.2
+        assert lines["seed 1"][kind] < lines["mean"][kind] < 1.0

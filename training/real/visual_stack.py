@@ -180,6 +180,38 @@ def fit_stack_crops(rows: list[dict[str, Any]], crops: dict[str, dict[str, list[
     return float(lr.intercept_[0]), float(lr.coef_[0, 0]), float(lr.coef_[0, 1])
 
 
+def seed_lines(rows: list[dict[str, Any]], crops: dict[str, dict[str, Any]], clip: float,
+               num_folds: int) -> dict[str, dict[str, float | None]]:
+    """Held-out AUC per file kind of the stack over each seed's detector alone and over
+    their mean, each refitted per fold as --folds does, computed from the crop cache (the
+    service's arithmetic: the mean of the crops' probabilities; float32 weights, so within
+    the fp16 export's rounding of the served figures)."""
+    from sklearn.metrics import roc_auc_score
+
+    have = [r for r in rows if r["path"] in crops]
+    num_seeds = len(crops[have[0]["path"]].get("seeds") or [None])
+    variants = {f"seed {i}": i for i in range(num_seeds)} | {"mean": None}
+    out: dict[str, dict[str, float | None]] = {}
+    for name, seed in variants.items():
+        mine = {r["path"]: {"detector": crops[r["path"]]["detector"] if seed is None
+                            else crops[r["path"]]["seeds"][seed],
+                            "meso": crops[r["path"]]["meso"]} for r in have}
+        prob: dict[str, float] = {}
+        for f in range(num_folds):
+            b, wd, wm = fit_stack_crops([r for r in have if r["fold"] != f], mine, clip)
+            for r in (r for r in have if r["fold"] == f):
+                z = (b + wd * np.asarray(mine[r["path"]]["detector"])
+                     + wm * np.clip(mine[r["path"]]["meso"], -clip, clip))
+                prob[r["path"]] = float(np.mean(1 / (1 + np.exp(-z))))
+        out[name] = {}
+        for kind in ("image", "video"):
+            sel = [r for r in have if r["kind"] == kind]
+            y = [r["label"] for r in sel]
+            out[name][kind] = (round(float(roc_auc_score(y, [prob[r["path"]] for r in sel])), 3)
+                               if len(set(y)) == 2 else None)
+    return out
+
+
 def stacked(recipe: dict[str, Any], run_dirs: list[Path], meso: torch.nn.Module,
             weights: tuple[float, float, float]) -> torch.nn.Module:
     from training.models.visual import StackedVisual
@@ -218,6 +250,10 @@ def main(argv: list[str] | None = None) -> None:
         def fit(some: list[dict[str, Any]]) -> tuple[float, float, float]:
             return fit_stack_crops(some, crops, clip)
         fitted_on = "every served crop's log-odds, MesoNet's clipped, each file weighing one"
+        if len(bases) > 1:
+            lines = seed_lines(rows, crops, clip, num_folds)
+            (out / "seeds.json").write_text(json.dumps(lines, indent=1))
+            log.info("held out, each seed's stack and the mean's: %s", lines)
     else:
         if len(bases) > 1:
             raise ValueError("a per-file stack (stack_fit 'file') takes one base detector")
