@@ -150,7 +150,7 @@ def test_stack_recipes_name_their_base_detectors() -> None:
     assert (base["seed"], other["seed"]) == (0, 1)
     # the seeds differ in nothing else: the detectors are one recipe
     differ = {k for k in base.keys() | other.keys() if base.get(k) != other.get(k)}
-    assert differ == {"version", "seed", "steps", "why"}
+    assert differ == {"version", "seed", "steps", "why", "status"}
 
 
 def test_ensemble_needs_a_detector() -> None:

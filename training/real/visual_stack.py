@@ -262,7 +262,9 @@ def main(argv: list[str] | None = None) -> None:
         def fit(some: list[dict[str, Any]]) -> tuple[float, float, float]:
             return fit_stack(some, scores)
         fitted_on = "per-file mean log-odds"
-    stacks: dict[str, Any] = {}
+    # an --export run without --folds keeps the fold stacks an earlier --folds run wrote
+    stacks: dict[str, Any] = (json.loads((out / "stack.json").read_text())
+                              if (out / "stack.json").is_file() else {})
     if args.folds:
         for f in range(num_folds):
             weights = fit([r for r in rows if r["fold"] != f])
