@@ -44,6 +44,20 @@ def _rows(n: int = 200, seed: int = 0) -> tuple[list[dict], dict[str, float]]:
     return rows, meso
 
 
+def _served_logits(model: torch.nn.Module, version: str, crops: list[np.ndarray],
+                   repo) -> np.ndarray:
+    """Export `model` as the trainer does into `repo` and score `crops` (one per frame)
+    through the real visual service; its logits [N, 1]."""
+    export_visual(model, {"version": version, "arch": "resnet18", "input_size": 64}, repo,
+                  {"training_data": "test", "metrics": {}})
+    server = VisualServer(VisualSettings(model_repo=repo, metrics_port=0))
+    server.load_model()
+    assert server.takes_full_crops()
+    prepared = server.preprocess(BranchInputs(frames=[FrameInput(i, 0.5 * i, [c])
+                                                      for i, c in enumerate(crops)]))
+    return server.predict(prepared.feeds)["logit"]
+
+
 def test_fit_stack_weighs_the_member_that_carries_the_label() -> None:
     rows, meso = _rows()
     bias, w_detector, w_meso = fit_stack(rows, meso)
@@ -82,13 +96,7 @@ def test_stack_clips_its_member_in_torch_and_in_the_served_model(tmp_path, share
         raw = member(torch.from_numpy(visual_full_input(crops)))
     assert float(raw.abs().max()) > 0.5
     np.testing.assert_allclose(logit.numpy()[:, 0], raw.clamp(-0.5, 0.5).numpy(), atol=1e-6)
-    export_visual(model, {"version": "2.3.0", "arch": "resnet18", "input_size": 64}, tmp_path,
-                  {"training_data": "test", "metrics": {}})
-    server = VisualServer(VisualSettings(model_repo=tmp_path, metrics_port=0))
-    server.load_model()
-    prepared = server.preprocess(BranchInputs(frames=[FrameInput(i, 0.5 * i, [c])
-                                                      for i, c in enumerate(crops)]))
-    np.testing.assert_allclose(server.predict(prepared.feeds)["logit"], logit.numpy(),
+    np.testing.assert_allclose(_served_logits(model, "2.3.0", crops, tmp_path), logit.numpy(),
                                atol=2e-2)
 
 
@@ -96,15 +104,8 @@ def test_exported_stack_is_served_with_the_torch_numbers(tmp_path, shared_data) 
     torch.manual_seed(0)
     model = StackedVisual(VisualDetector("resnet18").eval(), NormalizedInput(MesoInception4()),
                           (0.25, 0.8, 0.05)).eval()
-    recipe = {"version": "2.2.0", "arch": "resnet18", "input_size": 64}
-    export_visual(model, recipe, tmp_path, {"training_data": "test", "metrics": {}})
-    server = VisualServer(VisualSettings(model_repo=tmp_path, metrics_port=0))
-    server.load_model()
-    assert server.takes_full_crops()
     crops = face_crops(shared_data, 3)
-    prepared = server.preprocess(BranchInputs(frames=[FrameInput(i, 0.5 * i, [c])
-                                                      for i, c in enumerate(crops)]))
-    served = server.predict(prepared.feeds)["logit"]
+    served = _served_logits(model, "2.2.0", crops, tmp_path)
     with torch.no_grad():
         want, _ = model(torch.from_numpy(visual_input(crops, 64)),
                         torch.from_numpy(visual_full_input(crops)))
@@ -130,13 +131,7 @@ def test_two_seed_stack_averages_its_detectors_and_is_served_so(tmp_path, shared
                                atol=1e-5)
     # the embedding temporal reads is the first detector's, not a mix of unaligned features
     np.testing.assert_array_equal(embedding.numpy(), emb_a.numpy())
-    export_visual(model, {"version": "2.4.0", "arch": "resnet18", "input_size": 64}, tmp_path,
-                  {"training_data": "test", "metrics": {}})
-    server = VisualServer(VisualSettings(model_repo=tmp_path, metrics_port=0))
-    server.load_model()
-    prepared = server.preprocess(BranchInputs(frames=[FrameInput(i, 0.5 * i, [c])
-                                                      for i, c in enumerate(crops)]))
-    np.testing.assert_allclose(server.predict(prepared.feeds)["logit"], logit.numpy(),
+    np.testing.assert_allclose(_served_logits(model, "2.4.0", crops, tmp_path), logit.numpy(),
                                atol=2e-2)
 
 
