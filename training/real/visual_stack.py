@@ -136,7 +136,7 @@ def crop_scores(recipe: dict[str, Any], bases: list[Path], meso: torch.nn.Module
     `seeds`), their mean (`detector`) and MesoNet's log-odds (cached in `cache`,
     resumable)."""
     packed = {r["path"]: r for r in index}
-    done: dict[str, dict[str, list[float]]] = {}
+    done: dict[str, dict[str, Any]] = {}
     if cache.is_file():
         done = {r["path"]: r for r in map(json.loads, cache.read_text().splitlines())}
     size = int(recipe["input_size"])
