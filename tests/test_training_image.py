@@ -129,6 +129,30 @@ def test_every_manipulation_changes_the_face_inside_its_mask(name: str) -> None:
     assert target[out.mask >= 0.9 * out.mask.max()].mean() > target[out.mask == 0].mean()
 
 
+def test_reenact_renders_whole_frames_or_pastes_them_back_and_moves_the_mouth_most() -> None:
+    from training.fakes.image import smooth_flow
+
+    face = _synthetic_face(0, "a")
+    donors = DonorPool([_synthetic_face(1, "b")])
+    outs = [MANIPULATIONS["reenact"](face, np.random.default_rng(s), donors) for s in range(12)]
+    for out in outs:
+        assert out.crop.shape == face.crop.shape and out.crop.dtype == np.uint8
+        diff = np.abs(out.crop.astype(int) - face.crop.astype(int)).sum(-1)
+        assert diff[out.mask > 0].mean() > 0.5  # changed where it says it changed
+    whole = [o for o in outs if o.mask.min() == 1.0]
+    pasted = [o for o in outs if o.mask.min() == 0.0]
+    assert whole and pasted and len(whole) + len(pasted) == len(outs)
+    # the motion field: larger displacements at the mouth than at the crop's corners
+    yy, xx = np.mgrid[0:256, 0:256].astype(np.float32)
+    at_mouth, at_corners = [], []
+    for seed in range(20):
+        mx, my = smooth_flow((256, 256), face.landmarks, np.random.default_rng(seed), 3.0)
+        size = np.hypot(mx - xx, my - yy)
+        at_mouth.append(size[160:180, 118:138].mean())
+        at_corners.append(np.mean([size[:20, :20].mean(), size[:20, -20:].mean()]))
+    assert np.mean(at_mouth) > 1.5 * np.mean(at_corners)
+
+
 def test_mri_target_is_black_for_identical_faces() -> None:
     face = _synthetic_face(0, "a")
     assert np.abs(mri_target(face.crop, face.crop)).max() < 1e-4

@@ -185,3 +185,54 @@ def seamless_swap(face: Face, rng: np.random.Generator, donors: DonorPool) -> Ma
     except cv2.error:
         return face_swap(face, rng, donors)
     return Manipulated(out, binary.astype(np.float32) / 255.0, "seamless_swap")
+
+
+def smooth_flow(shape: tuple[int, int], landmarks: np.ndarray, rng: np.random.Generator,
+                strength: float) -> tuple[np.ndarray, np.ndarray]:
+    """cv2.remap maps of a smooth random displacement (a coarse random grid, bicubically
+    upsampled; `strength` pixels of spread), strongest around the mouth, as a motion model
+    that moves a still face's jaw and lips."""
+    h, w = shape
+    grid = int(rng.integers(4, 8))
+    flow = cv2.resize(rng.normal(0.0, 1.0, (grid, grid, 2)).astype(np.float32), (w, h),
+                      interpolation=cv2.INTER_CUBIC) * strength
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    mouth = landmarks[3:5].mean(axis=0)
+    sigma = max(float(np.linalg.norm(landmarks[0] - landmarks[1])), 8.0)
+    weight = 0.4 + np.exp(-((xx - mouth[0]) ** 2 + (yy - mouth[1]) ** 2) / (2 * sigma ** 2))
+    return xx + flow[..., 0] * weight, yy + flow[..., 1] * weight
+
+
+def rendered(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A talking-head generator's rendering: the frame made at a lower resolution and brought
+    up to size (bicubic, or with transposed-convolution traces), sometimes sharpened as face
+    enhancers (GFPGAN and the like) leave it."""
+    h, w = image.shape[:2]
+    if rng.random() < 0.4:
+        out = gan_upsample(image, rng)
+    else:
+        f = rng.uniform(0.3, 0.6)
+        small = cv2.resize(image, (max(8, int(w * f)), max(8, int(h * f))),
+                           interpolation=cv2.INTER_AREA)
+        out = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+    if rng.random() < 0.3:
+        blurred = cv2.GaussianBlur(out, (0, 0), 1.2).astype(np.float32)
+        out = np.clip(out + rng.uniform(0.4, 1.0) * (out - blurred), 0, 255).astype(np.uint8)
+    return out
+
+
+@register_manipulation("reenact")
+def reenacted(face: Face, rng: np.random.Generator, donors: DonorPool) -> Manipulated:
+    """The face re-rendered the way image-driven talking-head generators make a frame
+    (SadTalker, AniTalker, MakeItTalk: one still face, warped by a motion field and rendered
+    again): a smooth warp strongest at the mouth, then `rendered`. Half the time the whole
+    crop is the generated frame (no blending boundary to find), half the time it is pasted
+    back through a face mask, as their paste-back modes do."""
+    map_x, map_y = smooth_flow(face.crop.shape[:2], face.landmarks, rng,
+                               float(rng.uniform(1.0, 4.0)))
+    warped = cv2.remap(face.crop, map_x, map_y, cv2.INTER_LINEAR,
+                       borderMode=cv2.BORDER_REFLECT)
+    source = rendered(warped, rng)
+    if rng.random() < 0.5:
+        return Manipulated(source, np.ones(face.crop.shape[:2], np.float32), "reenact")
+    return _blended(face, source, rng, "reenact")
