@@ -44,17 +44,27 @@ def frequency_jitter(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         k = int(rng.integers(1, 3)) * 2 + 1
         return cv2.GaussianBlur(image, (k, k), 0)
     if kind == 1:
-        blurred = cv2.GaussianBlur(image, (0, 0), 1.5).astype(np.float32)
-        amount = rng.uniform(0.3, 1.2)
-        return np.clip(image + amount * (image - blurred), 0, 255).astype(np.uint8)
+        return unsharp(image, 1.5, rng.uniform(0.3, 1.2))
     if kind == 2:
-        h, w = image.shape[:2]
         f = rng.uniform(0.35, 0.8)
-        small = cv2.resize(image, (max(8, int(w * f)), max(8, int(h * f))),
-                           interpolation=cv2.INTER_LINEAR)
-        return cv2.resize(small, (w, h), interpolation=int(rng.choice(
+        return down_up(image, f, cv2.INTER_LINEAR, int(rng.choice(
             [cv2.INTER_LINEAR, cv2.INTER_CUBIC, cv2.INTER_NEAREST])))
     return jpeg(image, int(rng.integers(30, 80)))
+
+
+def unsharp(image: np.ndarray, sigma: float, amount: float) -> np.ndarray:
+    """Unsharp masking: the image plus `amount` times its difference from a Gaussian blur."""
+    blurred = cv2.GaussianBlur(image, (0, 0), sigma).astype(np.float32)
+    return np.clip(image + amount * (image - blurred), 0, 255).astype(np.uint8)
+
+
+def down_up(image: np.ndarray, factor: float, down: int, up: int) -> np.ndarray:
+    """The image resampled to `factor` of its size (at least 8 px) and back, with the given
+    OpenCV interpolations."""
+    h, w = image.shape[:2]
+    small = cv2.resize(image, (max(8, int(w * factor)), max(8, int(h * factor))),
+                       interpolation=down)
+    return cv2.resize(small, (w, h), interpolation=up)
 
 
 def small_shift(image: np.ndarray, rng: np.random.Generator, max_frac: float = 0.02) -> np.ndarray:
@@ -207,17 +217,12 @@ def rendered(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A talking-head generator's rendering: the frame made at a lower resolution and brought
     up to size (bicubic, or with transposed-convolution traces), sometimes sharpened as face
     enhancers (GFPGAN and the like) leave it."""
-    h, w = image.shape[:2]
     if rng.random() < 0.4:
         out = gan_upsample(image, rng)
     else:
-        f = rng.uniform(0.3, 0.6)
-        small = cv2.resize(image, (max(8, int(w * f)), max(8, int(h * f))),
-                           interpolation=cv2.INTER_AREA)
-        out = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+        out = down_up(image, rng.uniform(0.3, 0.6), cv2.INTER_AREA, cv2.INTER_CUBIC)
     if rng.random() < 0.3:
-        blurred = cv2.GaussianBlur(out, (0, 0), 1.2).astype(np.float32)
-        out = np.clip(out + rng.uniform(0.4, 1.0) * (out - blurred), 0, 255).astype(np.uint8)
+        out = unsharp(out, 1.2, rng.uniform(0.4, 1.0))
     return out
 
 

@@ -199,18 +199,23 @@ def fold_oof_rows(base: Path, num_folds: int, branch: str = "visual") -> list[di
     return [r for r in rows if r[branch] and r["collection"] != "dev"]
 
 
+def held_out_auc(rows: list[dict[str, Any]], score: dict[str, float]) -> dict[str, Any]:
+    """{n, n_fake, auc} of `score` (by path) over `rows`; auc None when one label is missing."""
+    from sklearn.metrics import roc_auc_score
+
+    y = [r["label"] for r in rows]
+    auc = (round(float(roc_auc_score(y, [score[r["path"]] for r in rows])), 3)
+           if len(set(y)) == 2 else None)
+    return {"n": len(y), "n_fake": int(sum(y)), "auc": auc}
+
+
 def write_fold_metrics(base: Path, num_folds: int, branch: str = "visual") -> dict[str, Any]:
     """Held-out AUC of the fold models' scores (`fold_oof_rows`), per kind and per fold,
     into base/metrics.json: the numbers the exported manifest carries."""
-    from sklearn.metrics import roc_auc_score
-
     rows = fold_oof_rows(base, num_folds, branch)
 
     def auc(mine: list[dict[str, Any]]) -> dict[str, Any]:
-        y = [r["label"] for r in mine]
-        score = (round(float(roc_auc_score(y, [r[branch]["prob_fake"] for r in mine])), 3)
-                 if len(set(y)) == 2 else None)
-        return {"n": len(y), "n_fake": int(sum(y)), "auc": score}
+        return held_out_auc(mine, {r["path"]: r[branch]["prob_fake"] for r in mine})
 
     metrics = {"held_out_by_source": {
         "what": f"each file scored by the fold model trained without its source ({num_folds} "

@@ -38,8 +38,9 @@ import torch
 from sklearn.linear_model import LogisticRegression
 from tqdm import tqdm
 
+from dfmesh.preprocess.stats import prob_summary
 from dfmesh.preprocess.tensors import visual_full_input, visual_input
-from dfmesh.runtime.model_server import NoUsableInput, face_crops_prepared
+from dfmesh.runtime.model_server import NoUsableInput, face_crops_prepared, sigmoid
 from training.evaluation.metrics import logit
 from training.real import features
 from training.real.folds import assign_folds, fold_of
@@ -47,6 +48,7 @@ from training.real.loop import CHECKPOINT
 from training.real.pack import load_entry, read_index
 from training.real.visual import (
     fold_oof_rows,
+    held_out_auc,
     load_recipe,
     run_dir_for,
     visual_records,
@@ -183,11 +185,9 @@ def fit_stack_crops(rows: list[dict[str, Any]], crops: dict[str, dict[str, list[
 def seed_lines(rows: list[dict[str, Any]], crops: dict[str, dict[str, Any]], clip: float,
                num_folds: int) -> dict[str, dict[str, float | None]]:
     """Held-out AUC per file kind of the stack over each seed's detector alone and over
-    their mean, each refitted per fold as --folds does, computed from the crop cache (the
-    service's arithmetic: the mean of the crops' probabilities; float32 weights, so within
-    the fp16 export's rounding of the served figures)."""
-    from sklearn.metrics import roc_auc_score
-
+    their mean, each refitted per fold as --folds does, computed from the crop cache with
+    the visual service's arithmetic (its sigmoid and prob_summary; float32 weights, so
+    within the fp16 export's rounding of the served figures)."""
     have = [r for r in rows if r["path"] in crops]
     num_seeds = len(crops[have[0]["path"]].get("seeds") or [None])
     variants = {f"seed {i}": i for i in range(num_seeds)} | {"mean": None}
@@ -202,13 +202,9 @@ def seed_lines(rows: list[dict[str, Any]], crops: dict[str, dict[str, Any]], cli
             for r in (r for r in have if r["fold"] == f):
                 z = (b + wd * np.asarray(mine[r["path"]]["detector"])
                      + wm * np.clip(mine[r["path"]]["meso"], -clip, clip))
-                prob[r["path"]] = float(np.mean(1 / (1 + np.exp(-z))))
-        out[name] = {}
-        for kind in ("image", "video"):
-            sel = [r for r in have if r["kind"] == kind]
-            y = [r["label"] for r in sel]
-            out[name][kind] = (round(float(roc_auc_score(y, [prob[r["path"]] for r in sel])), 3)
-                               if len(set(y)) == 2 else None)
+                prob[r["path"]] = prob_summary("visual", sigmoid(z))["visual_prob_mean"]
+        out[name] = {kind: held_out_auc([r for r in have if r["kind"] == kind], prob)["auc"]
+                     for kind in ("image", "video")}
     return out
 
 
