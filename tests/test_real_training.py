@@ -106,6 +106,56 @@ def test_fit_resumes_from_its_checkpoint(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "b" / "fit.json").read_text())["steps"] == 6
 
 
+def _motion_sequences(rng: np.random.Generator, n: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """Embedding sequences of 2-16 frames; a fake's frames jump further from one to the next."""
+    labels = np.arange(n) % 2
+    seqs = [np.cumsum(rng.normal(0, 0.2 + 0.8 * y, (int(rng.integers(2, 17)), 8)), axis=0)
+            + rng.normal(0, 1, 8) for y in labels]
+    return [s.astype(np.float32) for s in seqs], labels
+
+
+def test_temporal_batches_are_balanced_windows_of_one_length() -> None:
+    from training.real.temporal import MIN_FRAMES, sequence_batches
+
+    seqs, labels = _motion_sequences(np.random.default_rng(0), 40)
+    draw = sequence_batches(seqs, labels, batch=16)
+    lengths = set()
+    for step in range(30):
+        x, y = draw(step, np.random.default_rng([0, step]))
+        assert x.shape[0] == 16 and x.shape[2] == 8 and x.dtype == np.float32
+        assert y.sum() == 8
+        assert MIN_FRAMES <= x.shape[1] <= 16
+        lengths.add(x.shape[1])
+        n = x.shape[1]
+        for window, label in zip(x, y, strict=True):  # a contiguous window of its class
+            assert any(np.array_equal(window, s[k:k + n]) for i, s in enumerate(seqs)
+                       if labels[i] == label for k in range(len(s) - n + 1))
+    assert len(lengths) > 1
+    with pytest.raises(ValueError, match="real and fake"):
+        sequence_batches(seqs, np.zeros(40, int))
+
+
+def test_temporal_trains_on_the_shared_loop_and_resumes(tmp_path: Path) -> None:
+    """The sequence model learns motion on the shared loop; a second call reuses the
+    finished checkpoint instead of training again, and other sequences are refused there."""
+    from sklearn.metrics import roc_auc_score
+
+    from training.real.temporal import STEPS, train
+
+    seqs, labels = _motion_sequences(np.random.default_rng(1), 60)
+    model = train(seqs, labels, tmp_path / "fold0", seed=0)
+    assert torch.load(tmp_path / "fold0" / "checkpoint.pt", weights_only=False)["step"] == STEPS
+    test, truth = _motion_sequences(np.random.default_rng(2), 60)
+    with torch.no_grad():
+        scores = [float(model(torch.from_numpy(s[None]))) for s in test]
+    assert roc_auc_score(truth, scores) > 0.9
+    again = train(seqs, labels, tmp_path / "fold0", seed=0)
+    for a, b in zip(model.parameters(), again.parameters(), strict=True):
+        assert torch.equal(a, b)
+    with pytest.raises(RuntimeError, match="other sequences"):
+        train(test, truth, tmp_path / "fold0", seed=0)
+
+
 def test_capture_conditions_keep_shape_and_code_every_sample() -> None:
     from training.real.visual import capture_conditions
 

@@ -1,17 +1,21 @@
 """Temporal 2.x: the sequence model over a visual model's per-frame embeddings, cross-fitted
 with that visual model's folds, so temporal's held-out scores are as honest as visual's.
 
-    python -m training.real.temporal --visual 2.3.0 --version 2.3.0 [--final]
+    python -m training.real.temporal --visual 2.3.0 --version 2.4.0 [--final] [--device cuda]
 
 Fold k's temporal model is trained on fold k's visual embeddings of every video outside
 fold k and scores fold k's videos through the temporal service's code; the final model is
 trained on the served visual model's embeddings of every video and records that model's
-sha256 (the temporal service refuses embeddings of any other visual model).
+sha256 (the temporal service refuses embeddings of any other visual model). Every model is
+trained by the shared loop (training.real.loop: seeds, checkpoints and resume under
+runs/real/temporal/<version>/fold<k> and final, CPU or GPU by flag); a finished checkpoint
+is reused, and one trained on other embeddings is refused: delete its folder to train again.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -26,13 +30,19 @@ from training import reproduce
 from training.export import ExportSpec, TensorSpec, export_branch
 from training.models.temporal import build_temporal
 from training.real.features import load_server, served_features
+from training.real.loop import CHECKPOINT, BatchFn, FitConfig, fit
 from training.real.score import features_dir, fold_repo
 from training.runtime import MODELS_DIR, RUNS_DIR
 
 ARCH = "stats"
-EPOCHS = 30
+STEPS = 200
+BATCH = 16
 LR = 1e-2
+WEIGHT_DECAY = 1e-3
 MIN_FRAMES = 2
+SCHEDULE = (f"{ARCH}, the shared loop (training.real.loop): {STEPS} steps of {BATCH} (half "
+            f"real, half fake) random sub-sequences, AdamW lr {LR:g} with 10 warm-up steps and "
+            f"cosine decay, weight decay {WEIGHT_DECAY:g}")
 
 
 def sequences(rows: list[dict[str, Any]], emb: dict[str, np.ndarray]
@@ -43,34 +53,48 @@ def sequences(rows: list[dict[str, Any]], emb: dict[str, np.ndarray]
     return [emb[r["entry"]] for r in keep], np.array([r["label"] for r in keep]), keep
 
 
-def train(seqs: list[np.ndarray], labels: np.ndarray, seed: int = 0) -> nn.Module:
-    """Full-batch-ish training of the TCN on variable-length sequences (one at a time, with
-    random frame dropout), class-balanced, fixed schedule (no selection on held-out data)."""
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
+def sequence_batches(seqs: list[np.ndarray], labels: np.ndarray, batch: int = BATCH
+                     ) -> BatchFn:
+    """The shared loop's batches: half reals, half fakes, each sequence cut to one random
+    window whose length is the batch's shortest sequence, or, half the time, a random
+    length down to MIN_FRAMES (the service scores clips with as few as MIN_FRAMES faces)."""
+    reals, fakes = np.flatnonzero(labels == 0), np.flatnonzero(labels == 1)
+    if not len(reals) or not len(fakes):
+        raise ValueError("temporal training needs real and fake videos")
+
+    def draw(step: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        idx = np.concatenate([rng.choice(reals, batch // 2), rng.choice(fakes, batch - batch // 2)])
+        n = min(len(seqs[i]) for i in idx)
+        if n > MIN_FRAMES and rng.random() < 0.5:
+            n = int(rng.integers(MIN_FRAMES, n + 1))
+        starts = [int(rng.integers(0, len(seqs[i]) - n + 1)) for i in idx]
+        x = np.stack([seqs[i][s:s + n] for i, s in zip(idx, starts, strict=True)])
+        return x.astype(np.float32), labels[idx].astype(np.float32)
+
+    return draw
+
+
+def train(seqs: list[np.ndarray], labels: np.ndarray, run_dir: Path, seed: int = 0,
+          device: str = "cpu") -> nn.Module:
+    """The sequence model on the shared training loop (training.real.loop.fit): class-balanced
+    batches of random sub-sequences, a fixed schedule (no selection on held-out data),
+    checkpointed in run_dir and resumed from it; a run_dir whose model was trained on other
+    sequences is refused."""
+    stamp = {"sequences": len(seqs), "fakes": int(labels.sum()),
+             "sha256": hashlib.sha256(b"".join(np.ascontiguousarray(s, np.float32).tobytes()
+                                               for s in seqs) + labels.tobytes()).hexdigest()}
+    stamp_path = run_dir / "data.json"
+    if (run_dir / CHECKPOINT).is_file() and stamp_path.is_file() \
+            and json.loads(stamp_path.read_text()) != stamp:
+        raise RuntimeError(f"{run_dir} holds a model trained on other sequences; delete the "
+                           "folder to train again")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    stamp_path.write_text(json.dumps(stamp))
     model = build_temporal(ARCH, seqs[0].shape[1])
-    opt = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=1e-3)
-    pos = labels.mean()
-    weights = np.where(labels == 1, 0.5 / max(pos, 1e-6), 0.5 / max(1 - pos, 1e-6))
-    loss_fn = nn.BCEWithLogitsLoss(reduction="none")
-    model.train()
-    for _ in range(EPOCHS):
-        for batch in np.array_split(rng.permutation(len(seqs)), max(1, len(seqs) // 16)):
-            losses = []
-            for i in batch:
-                seq = seqs[i]
-                if len(seq) > MIN_FRAMES and rng.random() < 0.5:
-                    n = int(rng.integers(MIN_FRAMES, len(seq) + 1))
-                    start = int(rng.integers(0, len(seq) - n + 1))
-                    seq = seq[start:start + n]
-                logit = model(torch.from_numpy(seq[None].astype(np.float32))).reshape(1)
-                target = torch.tensor([float(labels[i])])
-                losses.append(loss_fn(logit, target) * float(weights[i]))
-            loss = torch.cat(losses).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    return model.eval()
+    cfg = FitConfig(steps=STEPS, lr=LR, weight_decay=WEIGHT_DECAY, warmup_steps=10, seed=seed,
+                    device=device, threads=1, label_smoothing=0.0)
+    fit(model, sequence_batches(seqs, labels), cfg, run_dir)
+    return model.cpu().eval()
 
 
 def export(model: nn.Module, dim: int, version: str, visual_manifest: Any, repo: Path,
@@ -106,7 +130,11 @@ def score_with_service(repo: Path, seqs: list[np.ndarray], visual_sha: str) -> l
     return out
 
 
-def cross_fit(visual_version: str, version: str) -> list[dict[str, Any]]:
+def run_dir(version: str, name: str) -> Path:
+    return RUNS_DIR / "real" / "temporal" / version / name
+
+
+def cross_fit(visual_version: str, version: str, device: str = "cpu") -> list[dict[str, Any]]:
     """Fold models -> temporal_prob_fake of every video (written into rows.jsonl)."""
     rows_path = features_dir() / "rows.jsonl"
     rows = [json.loads(line) for line in rows_path.read_text().splitlines()]
@@ -117,10 +145,10 @@ def cross_fit(visual_version: str, version: str) -> list[dict[str, Any]]:
         train_rows = [r for r in rows if r["fold"] not in (f, -1)]
         held = [r for r in rows if r["fold"] == f or (f == 0 and r["fold"] == -1)]
         seqs, labels, _ = sequences(train_rows, emb)
-        model = train(seqs, labels, seed=f)
+        model = train(seqs, labels, run_dir(version, f"fold{f}"), seed=f, device=device)
         vrepo = fold_repo("visual", visual_version, f)
         vman = load_verified(vrepo, "visual", "latest")
-        trepo = RUNS_DIR / "real" / "temporal" / version / f"fold{f}" / "repo"
+        trepo = run_dir(version, f"fold{f}") / "repo"
         export(model, seqs[0].shape[1], version, vman, trepo, {})
         hseqs, _, hrows = sequences(held, emb)
         for r, p in zip(hrows, score_with_service(trepo, hseqs, vman.sha256), strict=True):
@@ -130,7 +158,8 @@ def cross_fit(visual_version: str, version: str) -> list[dict[str, Any]]:
     return rows
 
 
-def final(visual_version: str, version: str, metrics: dict[str, Any]) -> None:
+def final(visual_version: str, version: str, metrics: dict[str, Any], device: str = "cpu"
+          ) -> None:
     """Train on the served visual model's embeddings of every video; export to models/."""
     from training.real.features import branch_inputs
     from training.real.pack import load_entry, read_index
@@ -145,13 +174,12 @@ def final(visual_version: str, version: str, metrics: dict[str, Any]) -> None:
             emb[r["entry"]] = np.stack(got["embeddings"]).astype(np.float32)
             rows.append(r)
     seqs, labels, _ = sequences(rows, emb)
-    model = train(seqs, labels, seed=0)
+    model = train(seqs, labels, run_dir(version, "final"), seed=0, device=device)
     info = {"training_data": {
         "videos": int(len(labels)), "fake": int(labels.sum()),
         "what": "every packed video of ../shared/train and ../shared/data/talking (research / "
                 "non-commercial material), as the served visual model embeds its ingest crops",
-        "schedule": f"{ARCH}, {EPOCHS} epochs, AdamW lr {LR:g}, class-balanced, random "
-                    "sub-sequences"},
+        "schedule": SCHEDULE},
         "metrics": metrics}
     export(model, seqs[0].shape[1], version, vserver.manifest, MODELS_DIR, info)
 
@@ -162,14 +190,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--visual", required=True)
     parser.add_argument("--version", required=True, help="the temporal version to write")
     parser.add_argument("--final", action="store_true", help="train and export the served model")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     if args.final:
         metrics_path = features_dir() / "temporal_oof.json"
         final(args.visual, args.version,
-              json.loads(metrics_path.read_text()) if metrics_path.is_file() else {})
+              json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}, args.device)
     else:
-        rows = cross_fit(args.visual, args.version)
+        rows = cross_fit(args.visual, args.version, args.device)
         from training.evaluation.metrics import binary_report
 
         have = [r for r in rows if "temporal" in r["prob_fake"] and r["collection"] != "dev"]
