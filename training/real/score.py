@@ -7,7 +7,7 @@
     python -m training.real.score --visual 2.3.0 --audio 2.2.0 --tiny-gate 2.0.0 \
         --reuse OLD_ROWS --fresh tiny_gate
     python -m training.real.score --visual 2.4.0 --audio 2.2.0 \
-        --reuse models/fusion/2.6.0/heldout_rows.jsonl
+        --reuse models/fusion/2.7.0/heldout_rows.jsonl
 
 Each file gets, through the services' own code (training.real.features):
 - visual: from the fold model trained without the file's source
