@@ -130,7 +130,8 @@ def score_with_service(repo: Path, seqs: list[np.ndarray], visual_sha: str) -> l
     return out
 
 
-def run_dir(version: str, name: str) -> Path:
+def temporal_run_dir(version: str, name: str) -> Path:
+    """Where fold k's (name fold<k>) or the final model's checkpoint and export live."""
     return RUNS_DIR / "real" / "temporal" / version / name
 
 
@@ -145,10 +146,10 @@ def cross_fit(visual_version: str, version: str, device: str = "cpu") -> list[di
         train_rows = [r for r in rows if r["fold"] not in (f, -1)]
         held = [r for r in rows if r["fold"] == f or (f == 0 and r["fold"] == -1)]
         seqs, labels, _ = sequences(train_rows, emb)
-        model = train(seqs, labels, run_dir(version, f"fold{f}"), seed=f, device=device)
+        model = train(seqs, labels, temporal_run_dir(version, f"fold{f}"), seed=f, device=device)
         vrepo = fold_repo("visual", visual_version, f)
         vman = load_verified(vrepo, "visual", "latest")
-        trepo = run_dir(version, f"fold{f}") / "repo"
+        trepo = temporal_run_dir(version, f"fold{f}") / "repo"
         export(model, seqs[0].shape[1], version, vman, trepo, {})
         hseqs, _, hrows = sequences(held, emb)
         for r, p in zip(hrows, score_with_service(trepo, hseqs, vman.sha256), strict=True):
@@ -174,7 +175,7 @@ def final(visual_version: str, version: str, metrics: dict[str, Any], device: st
             emb[r["entry"]] = np.stack(got["embeddings"]).astype(np.float32)
             rows.append(r)
     seqs, labels, _ = sequences(rows, emb)
-    model = train(seqs, labels, run_dir(version, "final"), seed=0, device=device)
+    model = train(seqs, labels, temporal_run_dir(version, "final"), seed=0, device=device)
     info = {"training_data": {
         "videos": int(len(labels)), "fake": int(labels.sum()),
         "what": "every packed video of ../shared/train and ../shared/data/talking (research / "
