@@ -434,3 +434,18 @@ def test_sync_recipe_smoke_run_exports_a_servable_model(tmp_path: Path, shared_d
     for row in rows:
         assert 0.0 <= row["sync"]["features"]["sync_prob"] <= 1.0
         assert row["sync"]["prob_fake"] == pytest.approx(1.0 - row["sync"]["features"]["sync_prob"])
+
+
+def test_loop_takes_adam_at_a_constant_rate_and_refuses_unknown_settings(tmp_path: Path) -> None:
+    from training.real.loop import lr_at
+
+    cfg = FitConfig(steps=50, lr=1e-3, warmup_steps=5, optimizer="adam", schedule="constant")
+    assert [lr_at(s, cfg) for s in (0, 4, 5, 49)] == pytest.approx([2e-4, 1e-3, 1e-3, 1e-3])
+    assert lr_at(49, FitConfig(steps=50, lr=1e-3, warmup_steps=5)) == pytest.approx(5e-5, rel=0.05)
+
+    def batches(step: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        return rng.normal(size=(4, 3)).astype(np.float32), np.array([0, 1, 0, 1], np.float32)
+
+    for bad in (FitConfig(steps=2, optimizer="sgd"), FitConfig(steps=2, schedule="step")):
+        with pytest.raises(ValueError, match="expected one of"):
+            fit(torch.nn.Linear(3, 1), batches, bad, tmp_path / "bad")

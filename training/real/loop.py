@@ -1,11 +1,14 @@
-"""One training loop for the fine-tuned branch models: seeds, CPU or GPU by flag, AdamW with
-a warm-up and cosine decay, checkpoints every few minutes and resume, a progress bar.
+"""One training loop for the fine-tuned branch models: seeds, CPU or GPU by flag, AdamW (or
+Adam) with a warm-up and cosine decay (or a constant rate), checkpoints every few minutes and
+resume, a progress bar.
 
     state = fit(model, batch_fn, FitConfig(steps=600, lr=2e-4), run_dir)
 
 `batch_fn(step, rng)` returns (inputs, targets) as numpy arrays, inputs one array or a
 tuple of them (the model's positional arguments); the model returns logits (or a tuple whose
-first element is the logit); the loss is binary cross-entropy. The
+first element is the logit); the loss is binary cross-entropy. Only parameters that require
+gradients are optimized (a model may freeze part of itself, and keep it in eval mode by
+overriding `train`). The
 sampler's generator is seeded from (seed, step), so a resumed run draws the same batches it
 would have drawn without the interruption, and the next batch is drawn in a thread while the
 model trains on this one (the samplers spend their time in OpenCV and ffmpeg, outside the GIL).
@@ -40,11 +43,21 @@ class FitConfig:
     threads: int = 2
     checkpoint_seconds: float = 120.0
     label_smoothing: float = 0.05
+    optimizer: str = "adamw"
+    """adamw (decoupled weight decay) or adam (weight decay as an L2 term)."""
+    schedule: str = "cosine"
+    """cosine (decay to 5% of lr after the warm-up) or constant."""
+
+
+OPTIMIZERS = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}
+SCHEDULES = ("cosine", "constant")
 
 
 def lr_at(step: int, cfg: FitConfig) -> float:
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
+    if cfg.schedule == "constant":
+        return cfg.lr
     progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
     return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
@@ -56,12 +69,16 @@ BatchFn = Callable[[int, np.random.Generator], tuple[Inputs, np.ndarray]]
 def fit(model: nn.Module, batch_fn: BatchFn, cfg: FitConfig, run_dir: Path) -> dict[str, float]:
     """Train `model` in place for cfg.steps (resuming from run_dir/checkpoint.pt); returns the
     loss history summary. The final weights are in the model and in the checkpoint."""
+    if cfg.optimizer not in OPTIMIZERS or cfg.schedule not in SCHEDULES:
+        raise ValueError(f"optimizer {cfg.optimizer!r} / schedule {cfg.schedule!r}: expected "
+                         f"one of {sorted(OPTIMIZERS)} / {SCHEDULES}")
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
     run_dir.mkdir(parents=True, exist_ok=True)
     device = torch.device(cfg.device)
     model.to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = OPTIMIZERS[cfg.optimizer]([p for p in model.parameters() if p.requires_grad],
+                                    lr=cfg.lr, weight_decay=cfg.weight_decay)
     start, losses = 0, []
     ckpt = run_dir / CHECKPOINT
     if ckpt.is_file():
