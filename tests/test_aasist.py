@@ -114,3 +114,52 @@ def test_shipped_audio_model_is_its_manifest() -> None:
     assert 0.0 < manifest.extra["decision_threshold"] < 1.0
     assert manifest.extra["export_check"]["max_abs_diff_vs_torch"]["logit"] < 1e-4
     assert json.dumps(manifest.metrics)  # OOF figures are recorded, and plain JSON
+
+
+def _window_set(n: int = 24):
+    from training.real.audio import WindowSet
+
+    rng = np.random.default_rng(0)
+    labels = np.arange(n) % 2
+    roles = np.where(np.arange(n) % 4 == 3, "pseudo", "clean")
+    return WindowSet(rng.normal(0, 1, (n, 24, 23, 265)).astype(np.float16), np.arange(n) // 2,
+                     labels, roles, np.full(n, ""), np.full(n, "identity"), [{}] * (n // 2))
+
+
+def test_back_end_fake_logit_is_the_two_class_cross_entropy(weights_dir) -> None:
+    """BCE on the trained view's output is AASIST's cross-entropy over its two logits."""
+    from training.models.aasist import BONA_FIDE
+    from training.real.audio import BackEndFakeLogit
+
+    model = load_pretrained("AASIST-L", weights_dir).eval()
+    net = BackEndFakeLogit(model, 4).eval()
+    feats = torch.from_numpy(_window_set().feats[:6].astype(np.float32))
+    fake = torch.tensor([1, 0, 1, 1, 0, 0], dtype=torch.float32)
+    with torch.no_grad():
+        _, logits = model.back_end(feats, 4)
+        bce = torch.nn.functional.binary_cross_entropy_with_logits(net(feats)[:, 0], fake)
+        target = torch.where(fake == 1, 1 - BONA_FIDE, BONA_FIDE).long()
+        ce = torch.nn.functional.cross_entropy(logits, target)
+    assert float(bce) == pytest.approx(float(ce), abs=1e-5)
+
+
+def test_fine_tune_runs_on_the_shared_loop_with_the_front_end_frozen(weights_dir, tmp_path
+                                                                    ) -> None:
+    """A few steps move the back end, never the frozen blocks or their batch-norm statistics,
+    and the checkpoint the loop leaves is the model it returns."""
+    from training.real.audio import load_trained, train_model
+
+    ws = _window_set()
+    before = load_pretrained("AASIST-L", weights_dir).state_dict()
+    model = train_model(ws, np.arange(8), steps=3, batch=8, frozen_blocks=4,
+                        run_dir=tmp_path / "fold0", seed=0)
+    after = model.state_dict()
+    frozen = [k for k in before if k.startswith(("first_bn.", "conv_time."))
+              or any(k.startswith(f"encoder.{i}.") for i in range(4))]
+    assert frozen and any("running_mean" in k for k in frozen)
+    for key in frozen:
+        assert torch.equal(before[key], after[key]), key
+    assert any(not torch.equal(before[k], after[k]) for k in before if k not in frozen)
+    assert torch.load(tmp_path / "fold0" / "checkpoint.pt", weights_only=False)["step"] == 3
+    reloaded = load_trained(tmp_path / "fold0", 4).state_dict()
+    assert all(torch.equal(reloaded[k], after[k]) for k in after)

@@ -24,7 +24,8 @@ The chain (identity, mp3, opus, aac at several bitrates, 8 kHz telephone, band-l
 two stages, then gain) is drawn from the same distribution for both classes, so a codec
 tells nothing about the label. Batches are class-balanced; of the fake half ~60% are real
 fakes and ~40% pseudo-spoofs. Cross-entropy, Adam (lr 1e-4, weight decay 1e-4), fixed seeds,
-checkpoints every CHECKPOINT_EVERY steps (a rerun resumes).
+on the shared training loop (training.real.loop: checkpoints and resume in
+runs/real/audio/fold<k> and final, a progress bar, --device).
 
 Evaluation: fold f's files are scored (mean over clean windows of P(fake)) by the model
 trained on the other folds' files: runs/real/audio/oof.jsonl and metrics.json (pooled AUC,
@@ -47,7 +48,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from dfmesh.preprocess import waveform
@@ -56,6 +56,7 @@ from training.evaluation.metrics import binary_report, expected_calibration_erro
 from training.loaders.media import decode_bytes, encode_pcm
 from training.models.aasist import AASIST, BONA_FIDE, FakeLogit, FrontEnd, load_pretrained
 from training.real.folds import NUM_FOLDS, assign_folds, fold_of, source_key
+from training.real.loop import CHECKPOINT, BatchFn, FitConfig, fit
 from training.real.pack import load_entry, read_index
 from training.runtime import RUNS_DIR, seed_everything
 
@@ -67,7 +68,6 @@ EVAL_WINDOWS = waveform.MAX_WINDOWS
 AUG_WINDOWS = 1
 PSEUDO_SHARE = 0.4
 """Share of pseudo-spoofs in a batch's fake half."""
-CHECKPOINT_EVERY = 50
 OUT_DIR = RUNS_DIR / "real" / "audio"
 SR = waveform.SAMPLE_RATE
 
@@ -222,22 +222,30 @@ def load_cache(records: list[dict[str, Any]], out_dir: Path) -> WindowSet:
 
 # --- training -------------------------------------------------------------------------------
 
-def trainable_parameters(model: AASIST, frozen_blocks: int) -> list[torch.nn.Parameter]:
-    """Everything after the frozen front end."""
-    frozen = {id(p) for p in model.first_bn.parameters()}
-    for block in model.encoder[:frozen_blocks]:
-        frozen |= {id(p) for p in block.parameters()}
-    params = [p for p in model.parameters() if id(p) not in frozen]
-    for p in model.parameters():
-        p.requires_grad_(id(p) not in frozen)
-    return params
+class BackEndFakeLogit(torch.nn.Module):
+    """AASIST as the shared loop trains it, over cached front-end features: only what follows
+    the frozen front end is trainable, and the frozen part stays in eval mode (its batch norm
+    statistics as released) when the loop calls train(). The output is the log-odds of fake
+    (spoof minus bona fide logit), so the loop's binary cross-entropy on it is the two-class
+    cross-entropy over AASIST's logits."""
 
+    def __init__(self, model: AASIST, frozen_blocks: int) -> None:
+        super().__init__()
+        self.model, self.frozen_blocks = model, frozen_blocks
+        frozen = [model.conv_time, model.first_bn, *model.encoder[:frozen_blocks]]
+        for module in frozen:
+            module.requires_grad_(False)
+        self._frozen = frozen
 
-def set_train_mode(model: AASIST, frozen_blocks: int) -> None:
-    model.train()
-    model.first_bn.eval()
-    for block in model.encoder[:frozen_blocks]:
-        block.eval()
+    def train(self, mode: bool = True) -> BackEndFakeLogit:
+        super().train(mode)
+        for module in self._frozen:
+            module.eval()
+        return self
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        _, logits = self.model.back_end(feats, self.frozen_blocks)
+        return (logits[:, 1 - BONA_FIDE] - logits[:, BONA_FIDE]).unsqueeze(1)
 
 
 def sample_batch(pools: dict[str, np.ndarray], batch: int, rng: np.random.Generator
@@ -252,45 +260,40 @@ def sample_batch(pools: dict[str, np.ndarray], batch: int, rng: np.random.Genera
                            np.zeros(0, int)]).astype(int)
 
 
-def train_model(ws: WindowSet, train_files: np.ndarray, steps: int, batch: int,
-                frozen_blocks: int, ckpt: Path, seed: int, lr: float = 1e-4,
-                device: str = "cpu") -> AASIST:
-    """Fine-tune the pretrained back end on the windows of `train_files` (file indices)."""
-    seed_everything(seed)
-    rng = np.random.default_rng(seed)
-    model = load_pretrained(VARIANT).to(device)
-    params = trainable_parameters(model, frozen_blocks)
-    optim = torch.optim.Adam(params, lr=lr, weight_decay=1e-4)
+def window_batches(ws: WindowSet, train_files: np.ndarray, batch: int) -> BatchFn:
+    """The shared loop's batches of cached windows of `train_files` (file indices)."""
     in_train = np.isin(ws.file, train_files)
     pools = {"real": np.flatnonzero(in_train & (ws.label == 0)),
              "fake": np.flatnonzero(in_train & (ws.label == 1) & (ws.role != "pseudo")),
              "pseudo": np.flatnonzero(in_train & (ws.role == "pseudo"))}
-    start = 0
-    if ckpt.is_file():
-        state = torch.load(ckpt, map_location=device, weights_only=False)
-        model.load_state_dict(state["model"])
-        optim.load_state_dict(state["optim"])
-        rng = state["rng"]
-        start = state["step"]
-    losses: list[float] = []
-    bar = tqdm(range(start, steps), desc=ckpt.stem, unit="step", initial=start, total=steps)
-    for step in bar:
-        set_train_mode(model, frozen_blocks)
+
+    def draw(step: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         idx = sample_batch(pools, batch, rng)
-        x = torch.from_numpy(ws.feats[idx].astype(np.float32)).to(device)
-        target = torch.from_numpy(1 - ws.label[idx]).long().to(device)  # class 1 = bona fide
-        _, logits = model.back_end(x, frozen_blocks)
-        loss = F.cross_entropy(logits, target)
-        optim.zero_grad()
-        loss.backward()
-        optim.step()
-        losses.append(loss.item())
-        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
-        if (step + 1) % CHECKPOINT_EVERY == 0 or step + 1 == steps:
-            ckpt.parent.mkdir(parents=True, exist_ok=True)
-            torch.save({"model": model.state_dict(), "optim": optim.state_dict(), "rng": rng,
-                        "step": step + 1}, ckpt)
-    return model.eval()
+        return ws.feats[idx].astype(np.float32), ws.label[idx].astype(np.float32)
+
+    return draw
+
+
+def train_model(ws: WindowSet, train_files: np.ndarray, steps: int, batch: int,
+                frozen_blocks: int, run_dir: Path, seed: int, lr: float = 1e-4,
+                device: str = "cpu") -> AASIST:
+    """Fine-tune the pretrained back end on the windows of `train_files` (file indices) on the
+    shared loop (training.real.loop): Adam with weight decay 1e-4 as an L2 term, a constant
+    rate, no label smoothing; checkpoints and resume in `run_dir`."""
+    net = BackEndFakeLogit(load_pretrained(VARIANT), frozen_blocks)
+    cfg = FitConfig(steps=steps, lr=lr, weight_decay=1e-4, warmup_steps=0, seed=seed,
+                    device=device, threads=2, label_smoothing=0.0, optimizer="adam",
+                    schedule="constant")
+    fit(net, window_batches(ws, train_files, batch), cfg, run_dir)
+    return net.model.eval()
+
+
+def load_trained(run_dir: Path, frozen_blocks: int) -> AASIST:
+    """A fold's or the final model from its shared-loop checkpoint."""
+    net = BackEndFakeLogit(load_pretrained(VARIANT), frozen_blocks)
+    state = torch.load(run_dir / CHECKPOINT, map_location="cpu", weights_only=False)
+    net.load_state_dict(state["model"])
+    return net.model.eval()
 
 
 def window_fake_logits(model: AASIST, feats: np.ndarray, frozen_blocks: int,
@@ -421,11 +424,10 @@ def export_folds(version: str, recipe: dict[str, Any]) -> list[Path]:
     metrics = json.loads((OUT_DIR / "metrics.json").read_text())
     done = []
     for f in range(NUM_FOLDS):
-        ckpt = OUT_DIR / "ckpt" / f"fold{f}.pt"
-        if not ckpt.is_file():
+        run_dir = OUT_DIR / f"fold{f}"
+        if not (run_dir / CHECKPOINT).is_file():
             continue
-        model = load_pretrained(VARIANT)
-        model.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=False)["model"])
+        model = load_trained(run_dir, int(recipe["frozen_blocks"]))
         fold_metrics = {"what": f"fold {f} model: trained without fold {f}'s sources; "
                                 "metrics are its own held-out fold's",
                         "command": "python -m training.real.audio --folds",
@@ -452,7 +454,7 @@ def run_folds(ws: WindowSet, folds: dict[str, int], args: argparse.Namespace) ->
         if not len(test):
             continue
         model = train_model(ws, train, args.steps, args.batch, args.frozen_blocks,
-                            OUT_DIR / "ckpt" / f"fold{f}.pt", args.seed + f, args.lr,
+                            OUT_DIR / f"fold{f}", args.seed + f, args.lr,
                             args.device)
         tuned = file_probs(model.cpu(), ws, test, args.frozen_blocks)
         base = file_probs(pretrained, ws, test, args.frozen_blocks)
@@ -524,7 +526,7 @@ def run(args: argparse.Namespace) -> None:
     if args.final and ws is not None:
         everyone = np.flatnonzero(np.array([fold_of(r, folds) >= 0 for r in ws.records]))
         model = train_model(ws, everyone, args.final_steps, args.batch, args.frozen_blocks,
-                            OUT_DIR / "ckpt" / "final.pt", args.seed + 100, args.lr,
+                            OUT_DIR / "final", args.seed + 100, args.lr,
                             args.device)
         torch.save(model.cpu().state_dict(), OUT_DIR / "final_state.pt")
     if args.export:
