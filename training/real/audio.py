@@ -525,13 +525,10 @@ def run(args: argparse.Namespace) -> None:
                           for k in ("fine_tuned", "pretrained_as_is")}))
     if args.final and ws is not None:
         everyone = np.flatnonzero(np.array([fold_of(r, folds) >= 0 for r in ws.records]))
-        model = train_model(ws, everyone, args.final_steps, args.batch, args.frozen_blocks,
-                            OUT_DIR / "final", args.seed + 100, args.lr,
-                            args.device)
-        torch.save(model.cpu().state_dict(), OUT_DIR / "final_state.pt")
+        train_model(ws, everyone, args.final_steps, args.batch, args.frozen_blocks,
+                    OUT_DIR / "final", args.seed + 100, args.lr, args.device)
     if args.export:
-        model = load_pretrained(VARIANT)
-        model.load_state_dict(torch.load(OUT_DIR / "final_state.pt", weights_only=True))
+        model = load_trained(OUT_DIR / "final", args.frozen_blocks)
         metrics = json.loads((OUT_DIR / "metrics.json").read_text())
         version_dir = export_audio(model, args.export, metrics, schedule(args))
         print(f"exported {version_dir}")
