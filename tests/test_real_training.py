@@ -19,7 +19,7 @@ from services.fusion.fusion import bundle_from_dict  # noqa: E402
 from services.fusion.heads import FULL_HEAD_KEY, select_head  # noqa: E402
 from training.real import fusion  # noqa: E402
 from training.real.folds import assign_folds, fold_of, source_key  # noqa: E402
-from training.real.loop import FitConfig, fit  # noqa: E402
+from training.real.loop import FitConfig, StaleCheckpoint, fit  # noqa: E402
 from training.real.sources import read_train_manifest  # noqa: E402
 
 
@@ -114,6 +114,34 @@ def _motion_sequences(rng: np.random.Generator, n: int) -> tuple[list[np.ndarray
     return [s.astype(np.float32) for s in seqs], labels
 
 
+def test_fit_refuses_a_checkpoint_of_other_data_or_settings(tmp_path: Path) -> None:
+    """A run folder resumes only the run it holds: the same data key and the settings that
+    shape the model; where and how fast it runs may change."""
+    from dataclasses import replace
+
+    from training.real.loop import data_key_of
+
+    def batches(step: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        x = rng.normal(size=(8, 3)).astype(np.float32)
+        return x, (x[:, 0] > 0).astype(np.float32)
+
+    data = np.arange(6, dtype=np.float32)
+    key = data_key_of(data, {"recipe": 1})
+    assert key == data_key_of(data.copy(), {"recipe": 1})
+    assert key != data_key_of(data + 1, {"recipe": 1})
+    assert key != data_key_of(data, {"recipe": 2})
+    assert key != data_key_of(data.astype(np.float64), {"recipe": 1})
+    assert data_key_of([data, data]) != data_key_of([data])
+    cfg = FitConfig(steps=4, lr=0.1, warmup_steps=1, threads=1)
+    run = tmp_path / "run"
+    fit(torch.nn.Linear(3, 1), batches, cfg, run, key)
+    fit(torch.nn.Linear(3, 1), batches, replace(cfg, threads=2, checkpoint_seconds=5.0), run, key)
+    with pytest.raises(StaleCheckpoint, match="other data"):
+        fit(torch.nn.Linear(3, 1), batches, cfg, run, data_key_of(data + 1, {"recipe": 1}))
+    with pytest.raises(StaleCheckpoint, match=r"other settings \(lr: 0.1 -> 0.2, steps: 4 -> 8\)"):
+        fit(torch.nn.Linear(3, 1), batches, replace(cfg, lr=0.2, steps=8), run, key)
+
+
 def test_temporal_batches_are_balanced_windows_of_one_length() -> None:
     from training.real.temporal import MIN_FRAMES, sequence_batches
 
@@ -152,7 +180,7 @@ def test_temporal_trains_on_the_shared_loop_and_resumes(tmp_path: Path) -> None:
     again = train(seqs, labels, tmp_path / "fold0", seed=0)
     for a, b in zip(model.parameters(), again.parameters(), strict=True):
         assert torch.equal(a, b)
-    with pytest.raises(RuntimeError, match="other sequences"):
+    with pytest.raises(StaleCheckpoint, match="other data"):
         train(test, truth, tmp_path / "fold0", seed=0)
 
 
@@ -337,6 +365,22 @@ def test_score_reuses_only_the_unchanged_branches(tmp_path: Path) -> None:
     assert got["features"] == {"tiny_prob_max": 0.2, "audio_prob_fake": 0.7, "sync_prob": 0.4,
                                "mri_prob_mean": 0.5}
     assert set(got["prob_fake"]) == {"tiny_gate", "audio", "sync", "mri"}
+
+
+def test_score_keeps_visual_and_temporal_only_when_asked(tmp_path: Path) -> None:
+    """--keep-visual copies visual's and temporal's rows too, and needs a file to copy from."""
+    from training.real.score import KEPT_WITH_VISUAL, REUSABLE, main, reused_branches
+
+    row = {"entry": "e1", "features": {"visual_prob_mean": 0.9, "visual_num_faces": 3.0,
+                                       "temporal_prob_fake": 0.6, "audio_prob_fake": 0.7},
+           "prob_fake": {"visual": 0.9, "temporal": 0.6, "audio": 0.7}}
+    path = tmp_path / "rows.jsonl"
+    path.write_text(json.dumps(row) + "\n")
+    kept = reused_branches(path, [*REUSABLE, *KEPT_WITH_VISUAL])["e1"]
+    assert kept == {"features": row["features"], "prob_fake": row["prob_fake"]}
+    assert set(reused_branches(path)["e1"]["prob_fake"]) == {"audio"}
+    with pytest.raises(SystemExit):
+        main(["--visual", "2.3.0", "--keep-visual"])
 
 
 def test_score_reuses_a_release_s_held_out_rows_by_path(tmp_path: Path) -> None:

@@ -56,7 +56,7 @@ from training.evaluation.metrics import binary_report, expected_calibration_erro
 from training.loaders.media import decode_bytes, encode_pcm
 from training.models.aasist import AASIST, BONA_FIDE, FakeLogit, FrontEnd, load_pretrained
 from training.real.folds import NUM_FOLDS, assign_folds, fold_of, source_key
-from training.real.loop import CHECKPOINT, BatchFn, FitConfig, fit
+from training.real.loop import CHECKPOINT, BatchFn, FitConfig, data_key_of, fit
 from training.real.pack import load_entry, read_index
 from training.runtime import RUNS_DIR, seed_everything
 
@@ -284,7 +284,9 @@ def train_model(ws: WindowSet, train_files: np.ndarray, steps: int, batch: int,
     cfg = FitConfig(steps=steps, lr=lr, weight_decay=1e-4, warmup_steps=0, seed=seed,
                     device=device, threads=2, label_smoothing=0.0, optimizer="adam",
                     schedule="constant")
-    fit(net, window_batches(ws, train_files, batch), cfg, run_dir)
+    key = data_key_of(ws.feats, ws.label, ws.role, ws.chain, ws.records, train_files, batch,
+                      frozen_blocks, VARIANT)
+    fit(net, window_batches(ws, train_files, batch), cfg, run_dir, key)
     return net.model.eval()
 
 

@@ -12,10 +12,16 @@ overriding `train`). The
 sampler's generator is seeded from (seed, step), so a resumed run draws the same batches it
 would have drawn without the interruption, and the next batch is drawn in a thread while the
 model trains on this one (the samplers spend their time in OpenCV and ffmpeg, outside the GIL).
+
+A checkpoint records what it was trained on (`data_key`, from `data_key_of` over the trainer's
+own inputs) and the settings that shape the model; resuming from one made with other data or
+other settings is refused (`StaleCheckpoint`), so a run folder never silently continues, or
+hands back as finished, a model of something else.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
@@ -23,6 +29,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -49,6 +56,51 @@ class FitConfig:
     """cosine (decay to 5% of lr after the warm-up) or constant."""
 
 
+# how a run executes, not what it learns: free to differ between a run and its resume
+RUN_ONLY = ("device", "threads", "checkpoint_seconds")
+
+
+class StaleCheckpoint(RuntimeError):
+    """The run folder's checkpoint was trained on other data or with other settings."""
+
+
+def data_key_of(*parts: Any) -> str:
+    """A digest of a trainer's inputs: numpy arrays by dtype, shape and bytes, anything else by
+    its JSON form (sorted keys)."""
+    h = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, np.ndarray):
+            a = np.ascontiguousarray(part)
+            h.update(f"{a.dtype}{a.shape}".encode())
+            h.update(a.tobytes())
+        elif isinstance(part, (list, tuple)) and part and all(isinstance(a, np.ndarray)
+                                                                for a in part):
+            for a in part:
+                h.update(data_key_of(a).encode())
+        else:
+            h.update(json.dumps(part, sort_keys=True, default=str).encode())
+        h.update(b"|")
+    return h.hexdigest()
+
+
+def check_resumable(state: dict[str, Any], cfg: FitConfig, data_key: str, ckpt: Path) -> None:
+    """Refuse a checkpoint made from other data or with settings that change the model.
+    Checkpoints written before keys were stored carry neither and are taken as they are."""
+    stored = state.get("data_key")
+    if stored is None:
+        return
+    if stored != data_key:
+        raise StaleCheckpoint(f"{ckpt} holds a model trained on other data; delete its folder "
+                              "to train again")
+    before = {k: v for k, v in state.get("config", {}).items() if k not in RUN_ONLY}
+    now = {k: v for k, v in asdict(cfg).items() if k not in RUN_ONLY}
+    changed = sorted(k for k in now if k in before and before[k] != now[k])
+    if changed:
+        raise StaleCheckpoint(f"{ckpt} was trained with other settings ("
+                              + ", ".join(f"{k}: {before[k]} -> {now[k]}" for k in changed)
+                              + "); delete its folder to train again")
+
+
 OPTIMIZERS = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}
 SCHEDULES = ("cosine", "constant")
 
@@ -66,9 +118,11 @@ Inputs = np.ndarray | tuple[np.ndarray, ...]
 BatchFn = Callable[[int, np.random.Generator], tuple[Inputs, np.ndarray]]
 
 
-def fit(model: nn.Module, batch_fn: BatchFn, cfg: FitConfig, run_dir: Path) -> dict[str, float]:
-    """Train `model` in place for cfg.steps (resuming from run_dir/checkpoint.pt); returns the
-    loss history summary. The final weights are in the model and in the checkpoint."""
+def fit(model: nn.Module, batch_fn: BatchFn, cfg: FitConfig, run_dir: Path,
+        data_key: str = "") -> dict[str, float]:
+    """Train `model` in place for cfg.steps (resuming from run_dir/checkpoint.pt when it was
+    made from the same `data_key` and settings, else StaleCheckpoint); returns the loss history
+    summary. The final weights are in the model and in the checkpoint."""
     if cfg.optimizer not in OPTIMIZERS or cfg.schedule not in SCHEDULES:
         raise ValueError(f"optimizer {cfg.optimizer!r} / schedule {cfg.schedule!r}: expected "
                          f"one of {sorted(OPTIMIZERS)} / {SCHEDULES}")
@@ -83,6 +137,7 @@ def fit(model: nn.Module, batch_fn: BatchFn, cfg: FitConfig, run_dir: Path) -> d
     ckpt = run_dir / CHECKPOINT
     if ckpt.is_file():
         state = torch.load(ckpt, map_location=device, weights_only=False)
+        check_resumable(state, cfg, data_key, ckpt)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         start, losses = state["step"], state["losses"]
@@ -91,7 +146,8 @@ def fit(model: nn.Module, batch_fn: BatchFn, cfg: FitConfig, run_dir: Path) -> d
 
     def save(step: int) -> None:
         torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
-                    "losses": losses, "config": asdict(cfg)}, ckpt.with_suffix(".tmp"))
+                    "losses": losses, "config": asdict(cfg),
+                    "data_key": data_key}, ckpt.with_suffix(".tmp"))
         ckpt.with_suffix(".tmp").replace(ckpt)
 
     model.train()

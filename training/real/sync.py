@@ -30,7 +30,7 @@ from training.evaluation.metrics import binary_report, sigmoid
 from training.export import ExportSpec, TensorSpec, export_branch
 from training.real.features import release_info
 from training.real.folds import assign_folds, fold_of
-from training.real.loop import CHECKPOINT, FitConfig, fit
+from training.real.loop import CHECKPOINT, FitConfig, data_key_of, fit
 from training.real.pack import load_entry, read_index
 from training.real.visual import FaceTrainer, cross_fit, load_recipe, recipe_parser, run_dir_for
 from training.sync.data import EVAL_SHIFTS, SyncPairs, augment, make_pairs
@@ -97,7 +97,7 @@ def train_one(recipe: dict[str, Any], records: list[dict[str, Any]], run_dir: Pa
     model = SyncNet()
     cfg = FitConfig(steps=steps, lr=float(recipe["lr"]), seed=int(recipe["seed"]), device=device,
                     threads=int(recipe.get("threads", 2)))
-    fit(model, PairSampler(tracks, recipe), cfg, run_dir)
+    fit(model, PairSampler(tracks, recipe), cfg, run_dir, data_key_of(records, recipe))
     return model.cpu().eval()
 
 

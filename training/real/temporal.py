@@ -15,7 +15,6 @@ is reused, and one trained on other embeddings is refused: delete its folder to 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ from training import reproduce
 from training.export import ExportSpec, TensorSpec, export_branch
 from training.models.temporal import build_temporal
 from training.real.features import load_server, served_features
-from training.real.loop import CHECKPOINT, BatchFn, FitConfig, fit
+from training.real.loop import BatchFn, FitConfig, data_key_of, fit
 from training.real.score import features_dir, fold_repo
 from training.runtime import MODELS_DIR, RUNS_DIR
 
@@ -79,21 +78,12 @@ def train(seqs: list[np.ndarray], labels: np.ndarray, run_dir: Path, seed: int =
     """The sequence model on the shared training loop (training.real.loop.fit): class-balanced
     batches of random sub-sequences, a fixed schedule (no selection on held-out data),
     checkpointed in run_dir and resumed from it; a run_dir whose model was trained on other
-    sequences is refused."""
-    stamp = {"sequences": len(seqs), "fakes": int(labels.sum()),
-             "sha256": hashlib.sha256(b"".join(np.ascontiguousarray(s, np.float32).tobytes()
-                                               for s in seqs) + labels.tobytes()).hexdigest()}
-    stamp_path = run_dir / "data.json"
-    if (run_dir / CHECKPOINT).is_file() and stamp_path.is_file() \
-            and json.loads(stamp_path.read_text()) != stamp:
-        raise RuntimeError(f"{run_dir} holds a model trained on other sequences; delete the "
-                           "folder to train again")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    stamp_path.write_text(json.dumps(stamp))
+    sequences is refused (training.real.loop.StaleCheckpoint)."""
     model = build_temporal(ARCH, seqs[0].shape[1])
     cfg = FitConfig(steps=STEPS, lr=LR, weight_decay=WEIGHT_DECAY, warmup_steps=10, seed=seed,
                     device=device, threads=1, label_smoothing=0.0)
-    fit(model, sequence_batches(seqs, labels), cfg, run_dir)
+    fit(model, sequence_batches(seqs, labels), cfg, run_dir,
+        data_key_of([s.astype(np.float32) for s in seqs], labels))
     return model.cpu().eval()
 
 

@@ -29,7 +29,7 @@ from dfmesh.preprocess.tensors import normalize_imagenet, resize_rgb
 from training.export import ExportSpec, TensorSpec, export_branch
 from training.models.tiny_ladeda import TinyLaDeDa, manifest_preprocessing
 from training.real.features import release_info
-from training.real.loop import FitConfig, fit
+from training.real.loop import FitConfig, data_key_of, fit
 from training.real.visual import (
     FaceTrainer,
     Sampler,
@@ -101,7 +101,7 @@ def train_one(recipe: dict[str, Any], records: list[dict[str, Any]], run_dir: Pa
     cfg = FitConfig(steps=steps, lr=float(recipe["lr"]), seed=int(recipe["seed"]), device=device,
                     threads=int(recipe.get("threads", 2)), warmup_steps=int(recipe.get(
                         "warmup_steps", 20)))
-    fit(model, sampler, cfg, run_dir)
+    fit(model, sampler, cfg, run_dir, data_key_of(records, recipe))
     model = model.cpu()
     scale = standardize(model, sampler)
     log.info("%s: scale %s", run_dir.name, scale)

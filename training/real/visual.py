@@ -29,7 +29,7 @@ from training.fakes.codec import H264_PRESETS, h264_roundtrip
 from training.fakes.image import colour_jitter, jpeg
 from training.fakes.registry import MANIPULATIONS, DonorPool, Face, choose
 from training.real.folds import assign_folds, fold_of
-from training.real.loop import FitConfig, fit
+from training.real.loop import FitConfig, data_key_of, fit
 from training.real.pack import load_entry, read_index
 from training.runtime import MODELS_DIR, RUNS_DIR
 
@@ -187,7 +187,7 @@ def train_one(recipe: dict[str, Any], records: list[dict[str, Any]], run_dir: Pa
     model = VisualDetector(recipe["arch"], dropout=float(recipe.get("dropout", 0.2)))
     cfg = FitConfig(steps=steps, lr=float(recipe["lr"]), seed=int(recipe["seed"]), device=device,
                     threads=int(recipe.get("threads", 2)))
-    fit(model, Sampler(reals, fakes, recipe), cfg, run_dir)
+    fit(model, Sampler(reals, fakes, recipe), cfg, run_dir, data_key_of(records, recipe))
     return model.cpu().eval()
 
 
