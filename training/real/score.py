@@ -8,6 +8,8 @@
         --reuse OLD_ROWS --fresh tiny_gate
     python -m training.real.score --visual 2.4.0 --audio 2.2.0 \
         --reuse models/fusion/2.7.0/heldout_rows.jsonl
+    python -m training.real.score --visual 2.3.0 --audio 2.3.0 \
+        --reuse models/fusion/2.7.0/heldout_rows.jsonl --fresh audio --keep-visual
 
 Each file gets, through the services' own code (training.real.features):
 - visual: from the fold model trained without the file's source
@@ -24,6 +26,11 @@ Each file gets, through the services' own code (training.real.features):
 Writes runs/real/features/rows.jsonl (one row per file: label, kind, source, generator,
 fold, `features` by FEATURE_COLS name, `prob_fake` by branch) and embeddings_fold<k>.npz
 (every face file's per-frame embeddings by fold k's visual model, for temporal).
+
+With --keep-visual, visual's and temporal's rows are copied from --reuse as well (a rows file
+made with the same visual fold models and temporal version): no visual fold model is needed
+or run, no embeddings are written, and temporal is not cross-fitted again. That is how a
+release of another branch is scored without retraining visual's folds.
 """
 
 from __future__ import annotations
@@ -53,6 +60,7 @@ def fold_repo(branch: str, version: str, fold: int) -> Path:
 
 
 REUSABLE = ("tiny_gate", "mri", "audio", "sync")
+KEPT_WITH_VISUAL = ("visual", "temporal")
 
 
 def reused_branches(path: Path, reusable: Sequence[str] = REUSABLE
@@ -71,10 +79,14 @@ def reused_branches(path: Path, reusable: Sequence[str] = REUSABLE
 
 
 def score_rows(visual_version: str, audio_version: str | None, shipped: dict[str, str],
-               reuse: Path | None = None, fresh: Sequence[str] = ()) -> list[dict[str, Any]]:
+               reuse: Path | None = None, fresh: Sequence[str] = (),
+               keep_visual: bool = False) -> list[dict[str, Any]]:
     """One row per packed file (dev included, marked by its collection). With `reuse`, the
     tiny_gate, mri, audio and sync features of every file that file scored are taken from it
-    (a rows file made with the same versions of those branches) instead of recomputed."""
+    (a rows file made with the same versions of those branches) instead of recomputed; with
+    `keep_visual` too, visual's and temporal's."""
+    if keep_visual and reuse is None:
+        raise ValueError("keep_visual copies visual's rows from an earlier file: give `reuse`")
     index = [r for r in read_index() if not r.get("error")]
     folds = assign_folds(index)
     num_folds = max(folds.values()) + 1
@@ -83,8 +95,8 @@ def score_rows(visual_version: str, audio_version: str | None, shipped: dict[str
             | {"entry": r["entry"], "fold": fold_of(r, folds), "features": {}, "prob_fake": {}}
             for r in index}
     fold_servers = {}
-    for branch, version in (("visual", visual_version), ("audio", audio_version),
-                            ("tiny_gate", shipped.get("tiny_gate"))):
+    for branch, version in (("visual", None if keep_visual else visual_version),
+                            ("audio", audio_version), ("tiny_gate", shipped.get("tiny_gate"))):
         for f in range(num_folds):
             repo = fold_repo(branch, str(version), f)
             if version and repo.is_dir():
@@ -93,11 +105,16 @@ def score_rows(visual_version: str, audio_version: str | None, shipped: dict[str
     shipped_servers = {b: load_server(b, MODELS_DIR, v) for b, v in shipped.items()
                        if (b, 0) not in fold_servers}
     embeddings: dict[int, dict[str, np.ndarray]] = {f: {} for f in range(num_folds)}
-    reusable = [b for b in REUSABLE if b not in fresh]
+    reusable = [b for b in REUSABLE if b not in fresh] + list(KEPT_WITH_VISUAL if keep_visual
+                                                              else ())
     earlier = reused_branches(reuse, reusable) if reuse else {}
     for r in tqdm(index, desc="score", unit="file"):
         row = rows[r["entry"]]
         done = earlier.get(r["entry"])
+        if keep_visual and r.get("faces", 0) > 0 and "visual" not in (done or {}).get(
+                "prob_fake", {}):
+            raise SystemExit(f"{r['entry']}: no visual row in {reuse} to keep; score without "
+                             f"--keep-visual (visual {visual_version}'s fold models)")
         if done:
             row["features"].update(done["features"])
             row["prob_fake"].update(done["prob_fake"])
@@ -113,8 +130,9 @@ def score_rows(visual_version: str, audio_version: str | None, shipped: dict[str
             wanted.append(("mri", shipped_servers.get("mri"), None, True))
             # every fold's visual model embeds every face file (temporal is cross-fitted on
             # them); only the file's own held-out fold gives its visual features
-            wanted += [("visual", fold_servers.get(("visual", f)), f, f == own)
-                       for f in range(num_folds)]
+            if not keep_visual:
+                wanted += [("visual", fold_servers.get(("visual", f)), f, f == own)
+                           for f in range(num_folds)]
         if entry["pcm"].size:
             wanted.append(("audio", fold_servers.get(("audio", own)), own, True))
             if "dense_found" in entry and entry["dense_found"].any():
@@ -135,7 +153,8 @@ def score_rows(visual_version: str, audio_version: str | None, shipped: dict[str
     ordered = [rows[r["entry"]] for r in index]
     (out / "rows.jsonl").write_text("".join(json.dumps(x) + "\n" for x in ordered))
     for f, emb in embeddings.items():
-        np.savez(out / f"embeddings_fold{f}.npz", **emb)
+        if not keep_visual:
+            np.savez(out / f"embeddings_fold{f}.npz", **emb)
     return ordered
 
 
@@ -154,9 +173,15 @@ def main(argv: list[str] | None = None) -> None:
                              "and sync versions: their features are copied, not recomputed")
     parser.add_argument("--fresh", nargs="*", default=(), choices=REUSABLE,
                         help="with --reuse: these branches are scored again (a new version)")
+    parser.add_argument("--keep-visual", action="store_true",
+                        help="with --reuse: copy visual's and temporal's rows too (made with "
+                             "--visual's fold models): no visual fold model is run")
     args = parser.parse_args(argv)
+    if args.keep_visual and args.reuse is None:
+        parser.error("--keep-visual needs --reuse")
     rows = score_rows(args.visual, args.audio, {"tiny_gate": args.tiny_gate, "sync": args.sync,
-                                                "mri": args.mri}, args.reuse, args.fresh)
+                                                "mri": args.mri}, args.reuse, args.fresh,
+                      args.keep_visual)
     print(f"{len(rows)} rows in {features_dir() / 'rows.jsonl'}")
 
 
