@@ -111,10 +111,10 @@ def score_rows(visual_version: str, audio_version: str | None, shipped: dict[str
     for r in tqdm(index, desc="score", unit="file"):
         row = rows[r["entry"]]
         done = earlier.get(r["entry"])
-        if keep_visual and r.get("faces", 0) > 0 and "visual" not in (done or {}).get(
-                "prob_fake", {}):
-            raise SystemExit(f"{r['entry']}: no visual row in {reuse} to keep; score without "
-                             f"--keep-visual (visual {visual_version}'s fold models)")
+        if keep_visual and r.get("faces", 0) > 0 and done is None:
+            raise SystemExit(f"{r['entry']}: not in {reuse}, so it has no visual row to keep; "
+                             f"score without --keep-visual (visual {visual_version}'s fold "
+                             "models)")
         if done:
             row["features"].update(done["features"])
             row["prob_fake"].update(done["prob_fake"])
