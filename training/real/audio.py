@@ -56,7 +56,7 @@ from training.evaluation.metrics import binary_report, expected_calibration_erro
 from training.loaders.media import decode_bytes, encode_pcm
 from training.models.aasist import AASIST, BONA_FIDE, FakeLogit, FrontEnd, load_pretrained
 from training.real.folds import NUM_FOLDS, assign_folds, fold_of, source_key
-from training.real.loop import CHECKPOINT, BatchFn, FitConfig, data_key_of, fit
+from training.real.loop import CHECKPOINT, BatchFn, FitConfig, data_key_of, fit, load_weights
 from training.real.pack import load_entry, read_index
 from training.runtime import RUNS_DIR, seed_everything
 
@@ -293,9 +293,7 @@ def train_model(ws: WindowSet, train_files: np.ndarray, steps: int, batch: int,
 def load_trained(run_dir: Path, frozen_blocks: int) -> AASIST:
     """A fold's or the final model from its shared-loop checkpoint."""
     net = BackEndFakeLogit(load_pretrained(VARIANT), frozen_blocks)
-    state = torch.load(run_dir / CHECKPOINT, map_location="cpu", weights_only=False)
-    net.load_state_dict(state["model"])
-    return net.model.eval()
+    return load_weights(net, run_dir).model.eval()
 
 
 def window_fake_logits(model: AASIST, feats: np.ndarray, frozen_blocks: int,

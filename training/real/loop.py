@@ -101,6 +101,14 @@ def check_resumable(state: dict[str, Any], cfg: FitConfig, data_key: str, ckpt: 
                               + "); delete its folder to train again")
 
 
+def load_weights(model: nn.Module, run_dir: Path) -> nn.Module:
+    """`model` with the weights of run_dir's checkpoint (a finished or interrupted fit), on
+    the CPU."""
+    state = torch.load(run_dir / CHECKPOINT, map_location="cpu", weights_only=False)
+    model.load_state_dict(state["model"])
+    return model
+
+
 OPTIMIZERS = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}
 SCHEDULES = ("cosine", "constant")
 

@@ -152,8 +152,8 @@ def score_rows(visual_version: str, audio_version: str | None, shipped: dict[str
     out.mkdir(parents=True, exist_ok=True)
     ordered = [rows[r["entry"]] for r in index]
     (out / "rows.jsonl").write_text("".join(json.dumps(x) + "\n" for x in ordered))
-    for f, emb in embeddings.items():
-        if not keep_visual:
+    if not keep_visual:
+        for f, emb in embeddings.items():
             np.savez(out / f"embeddings_fold{f}.npz", **emb)
     return ordered
 

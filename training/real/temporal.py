@@ -83,7 +83,7 @@ def train(seqs: list[np.ndarray], labels: np.ndarray, run_dir: Path, seed: int =
     cfg = FitConfig(steps=STEPS, lr=LR, weight_decay=WEIGHT_DECAY, warmup_steps=10, seed=seed,
                     device=device, threads=1, label_smoothing=0.0)
     fit(model, sequence_batches(seqs, labels), cfg, run_dir,
-        data_key_of([s.astype(np.float32) for s in seqs], labels))
+        data_key_of(seqs, labels))
     return model.cpu().eval()
 
 

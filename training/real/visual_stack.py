@@ -44,7 +44,7 @@ from dfmesh.runtime.model_server import NoUsableInput, face_crops_prepared, sigm
 from training.evaluation.metrics import logit
 from training.real import features
 from training.real.folds import assign_folds, fold_of
-from training.real.loop import CHECKPOINT
+from training.real.loop import load_weights
 from training.real.pack import load_entry, read_index
 from training.real.visual import (
     fold_oof_rows,
@@ -74,14 +74,12 @@ def base_dirs(recipe: dict[str, Any]) -> list[Path]:
 
 
 def detector(recipe: dict[str, Any], run_dir: Path) -> torch.nn.Module:
-    """The base recipe's detector from its training checkpoint (run_dir/CHECKPOINT)."""
+    """The base recipe's detector from its training checkpoint in run_dir."""
     from training.models.visual import VisualDetector
 
     model = VisualDetector(recipe["arch"], dropout=float(recipe.get("dropout", 0.2)),
                            pretrained=False)
-    state = torch.load(run_dir / CHECKPOINT, map_location="cpu", weights_only=False)
-    model.load_state_dict(state["model"])
-    return model.eval()
+    return load_weights(model, run_dir).eval()
 
 
 def detectors(recipe: dict[str, Any], run_dirs: list[Path]) -> torch.nn.Module:
