@@ -6,7 +6,8 @@ resume, a progress bar.
 
 `batch_fn(step, rng)` returns (inputs, targets) as numpy arrays, inputs one array or a
 tuple of them (the model's positional arguments); the model returns logits (or a tuple whose
-first element is the logit); the loss is binary cross-entropy. Only parameters that require
+first element is the logit); the loss is binary cross-entropy with label smoothing, unless
+`fit` is given another `loss(output, targets)` (a generator's reconstruction loss, say). Only parameters that require
 gradients are optimized (a model may freeze part of itself, and keep it in eval mode by
 overriding `train`). The
 sampler's generator is seeded from (seed, step), so a resumed run draws the same batches it
@@ -124,13 +125,28 @@ def lr_at(step: int, cfg: FitConfig) -> float:
 
 Inputs = np.ndarray | tuple[np.ndarray, ...]
 BatchFn = Callable[[int, np.random.Generator], tuple[Inputs, np.ndarray]]
+Loss = Callable[[Any, torch.Tensor], torch.Tensor]
+"""(the model's output, the batch's targets as a float32 tensor) -> a scalar loss."""
+
+
+def smoothed_bce(smoothing: float) -> Loss:
+    """The default loss: binary cross-entropy of the (first) logit against targets pulled
+    `smoothing` of the way towards 0.5."""
+    bce = nn.BCEWithLogitsLoss()
+
+    def loss(out: Any, target: torch.Tensor) -> torch.Tensor:
+        logit = (out[0] if isinstance(out, tuple) else out).reshape(-1)
+        return bce(logit, target.reshape(-1) * (1 - smoothing) + 0.5 * smoothing)
+
+    return loss
 
 
 def fit(model: nn.Module, batch_fn: BatchFn, cfg: FitConfig, run_dir: Path,
-        data_key: str = "") -> dict[str, float]:
+        data_key: str = "", loss: Loss | None = None) -> dict[str, float]:
     """Train `model` in place for cfg.steps (resuming from run_dir/checkpoint.pt when it was
-    made from the same `data_key` and settings, else StaleCheckpoint); returns the loss history
-    summary. The final weights are in the model and in the checkpoint."""
+    made from the same `data_key` and settings, else StaleCheckpoint) on `loss` (default
+    `smoothed_bce(cfg.label_smoothing)`); returns the loss history summary. The final weights
+    are in the model and in the checkpoint."""
     if cfg.optimizer not in OPTIMIZERS or cfg.schedule not in SCHEDULES:
         raise ValueError(f"optimizer {cfg.optimizer!r} / schedule {cfg.schedule!r}: expected "
                          f"one of {sorted(OPTIMIZERS)} / {SCHEDULES}")
@@ -149,7 +165,7 @@ def fit(model: nn.Module, batch_fn: BatchFn, cfg: FitConfig, run_dir: Path,
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         start, losses = state["step"], state["losses"]
-    loss_fn = nn.BCEWithLogitsLoss()
+    loss_fn = loss or smoothed_bce(cfg.label_smoothing)
     last_save = time.monotonic()
 
     def save(step: int) -> None:
@@ -175,14 +191,11 @@ def fit(model: nn.Module, batch_fn: BatchFn, cfg: FitConfig, run_dir: Path,
                 group["lr"] = lr_at(step, cfg)
             out = model(*(torch.from_numpy(a).to(device)
                           for a in (x if isinstance(x, tuple) else (x,))))
-            logit = (out[0] if isinstance(out, tuple) else out).reshape(-1)
-            target = torch.from_numpy(y.astype(np.float32)).to(device)
-            target = target * (1 - cfg.label_smoothing) + 0.5 * cfg.label_smoothing
-            loss = loss_fn(logit, target)
+            value = loss_fn(out, torch.from_numpy(y.astype(np.float32)).to(device))
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            value.backward()
             opt.step()
-            losses.append(float(loss.item()))
+            losses.append(float(value.item()))
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
             if time.monotonic() - last_save > cfg.checkpoint_seconds:
                 save(step + 1)
