@@ -511,3 +511,29 @@ def test_loop_trains_on_a_loss_it_is_given(tmp_path: Path) -> None:
                   tmp_path / "mse", loss=lambda out, y: torch.nn.functional.mse_loss(out, y))
     assert summary["final_loss_mean20"] < 1e-3
     assert np.allclose(model.weight.detach().numpy(), rule, atol=0.02)
+
+
+@pytest.mark.slow
+def test_mri_recipe_smoke_run_exports_a_servable_model(tmp_path: Path, smoke_cache: Path) -> None:
+    """The prepared face cache -> the generator stage (generator and discriminator as one
+    model on the shared loop) -> the classifier stage on its maps -> the 1.x export -> a
+    real face crop through the mri service's own code."""
+    from dfmesh.runtime.branch_inputs import BranchInputs, FrameInput
+    from training.data.faces import load_face_sources
+    from training.real import features, mri, visual
+
+    recipe = visual.load_recipe(Path(__file__).resolve().parents[1] / "training" / "recipes"
+                                / "mri-1.1.0.json")
+    recipe |= {"batch_size": 2, "train_size": 64, "classifier_samples": 4,
+               "classifier_batch_size": 4, "val_samples": 2, "test_samples": 4}
+    metrics = mri.train(recipe, tmp_path / "run", smoke_cache, tmp_path / "repo",
+                        steps_scale=0.01, dev=False)
+    assert 0.0 <= metrics["test_pseudo_fakes"]["map_l1"] <= 1.0
+    for stage in ("generator", "classifier"):
+        assert json.loads((tmp_path / "run" / stage / "fit.json").read_text())["steps"] == 3
+    server = features.load_server("mri", tmp_path / "repo", "latest")
+    assert server.manifest.version == "1.1.0"
+    assert server.manifest.extra["recipe"] == "training/recipes/mri-1.1.0.json"
+    crop = load_face_sources(smoke_cache, "test")[0].crops[0]
+    got = features.served_features(server, BranchInputs(frames=[FrameInput(0, 0.0, [crop])]))
+    assert got is not None and 0.0 <= got["features"]["mri_prob_mean"] <= 1.0

@@ -180,31 +180,7 @@ def test_temporal_manipulations_keep_sequence_length(name: str) -> None:
 
 
 # ---------------------------------------------------------------- pipeline smoke run
-
-SMOKE_PHOTOS = ("face_recognition__obama.jpg", "face_recognition__biden.jpg",
-                "openface__clapton-1.jpg", "openface__lennon-1.jpg")
-SMOKE_CLIP = "lipnet__GRID_bbaf2n.mpg"
-
-
-@pytest.fixture(scope="module")
-def smoke_cache(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A face cache of four real photos and one real clip (6 frames), built by the real
-    MTCNN pipeline into a temporary folder."""
-    from training.data.faces import build_face_cache
-
-    data = tmp_path_factory.mktemp("data")
-    (data / "faces").mkdir()
-    (data / "talking").mkdir()
-    for name in SMOKE_PHOTOS:
-        if not (shared_data / "faces" / name).is_file():
-            pytest.skip(f"{name} missing from the shared data")
-        (data / "faces" / name).symlink_to(shared_data / "faces" / name)
-    (data / "talking" / SMOKE_CLIP).symlink_to(shared_data / "talking" / SMOKE_CLIP)
-    cache = tmp_path_factory.mktemp("cache")
-    index = json.loads(build_face_cache(data, cache, frames_per_clip=6).read_text())
-    assert {e["split"] for e in index} == set(SPLITS)
-    assert sum(e["count"] for e in index) >= 8
-    return cache
+# (smoke_cache: tests/conftest.py)
 
 
 def _train(branch: str, cache: Path, tmp: Path, *extra: str) -> Path:

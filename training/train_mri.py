@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from dfmesh.preprocess.tensors import MRI_SIZE, mri_input
+from training import reproduce
 from training.common import (
     RunContext,
     add_common_arguments,
@@ -236,7 +237,8 @@ def export(ctx: RunContext, model: MRIDetector, metrics: dict) -> None:
                                   "zeros for real faces"},
         metrics=metrics, fp16_weights=False,
         extra={"architecture": "U-Net generator (16-32-64-128) + map CNN classifier; "
-                               "PatchGAN discriminator used in training only"})
+                               "PatchGAN discriminator used in training only"}
+        | reproduce.manifest_entry(BRANCH, args.version))
     print(f"exported {export_branch(model, example, spec, args.models_dir)}")
 
 
