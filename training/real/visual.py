@@ -135,6 +135,8 @@ class Sampler:
         self.real_fake_share = float(recipe["real_fake_share"]) if fakes.faces else 0.0
         self.pseudo = {k: float(v) for k, v in recipe["pseudo_fakes"].items()}
         self.chain = recipe.get("codecs")
+        if "ae_swap" in self.pseudo:
+            install_swapper(recipe)
 
     def __call__(self, step: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         crops, kinds, labels = [], [], []
@@ -159,9 +161,24 @@ class Sampler:
         return self.encode(crops), np.asarray(labels, np.float32)
 
 
+def install_swapper(recipe: dict[str, Any]) -> None:
+    """Load the face swapper the recipe's `faceswap` version names (training.real.faceswap's
+    run) for the `ae_swap` pseudo-fake."""
+    from training.fakes.faceswap import Swapper, use_swapper
+    from training.real.faceswap import run_dir_for as swapper_dir
+
+    run_dir = swapper_dir({"version": recipe["faceswap"]})
+    if not (run_dir / "checkpoint.pt").is_file():
+        raise SystemExit(f"ae_swap needs the face swapper {recipe['faceswap']}: run python -m "
+                         f"training.real.faceswap --recipe training/recipes/faceswap-"
+                         f"{recipe['faceswap']}.json")
+    use_swapper(Swapper.load(run_dir))
+
+
 def load_recipe(path: Path) -> dict[str, Any]:
     recipe = json.loads(path.read_text())
-    import training.fakes.image  # noqa: F401  (registers the manipulations)
+    import training.fakes.faceswap  # noqa: F401  (registers the manipulations)
+    import training.fakes.image  # noqa: F401
 
     unknown = set(recipe.get("pseudo_fakes", {})) - set(MANIPULATIONS)
     if unknown:
