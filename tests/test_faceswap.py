@@ -39,7 +39,9 @@ def packed_clips(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) ->
 
 def test_swapper_trains_on_the_shared_loop_and_swaps_inside_the_mask(
         packed_clips: list, tmp_path: Path) -> None:
-    from training.real.faceswap import train
+    import cv2
+
+    from training.real.faceswap import preview, train
     from training.real.pack import load_entry
 
     recipe = json.loads(RECIPE.read_text()) | {"width": 8, "code": 32, "train_steps": 40,
@@ -72,3 +74,6 @@ def test_swapper_trains_on_the_shared_loop_and_swaps_inside_the_mask(
             faceswap.autoencoder_swap(target, np.random.default_rng(0), alone)
     finally:
         faceswap.use_swapper(None)
+    preview(swapper, packed_clips, tmp_path / "preview.jpg")
+    # a row per clip: crop, aligned, own decoder, another's decoder, ae_swap
+    assert cv2.imread(str(tmp_path / "preview.jpg")).shape == (3 * 96, 5 * 96, 3)

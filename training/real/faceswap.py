@@ -32,8 +32,12 @@ from training.fakes.faceswap import (
     IDENTITIES,
     Identity,
     SwapAutoencoder,
+    Swapper,
     aligned,
+    autoencoder_swap,
+    use_swapper,
 )
+from training.fakes.registry import DonorPool, Face
 from training.models.mri import ssim_loss
 from training.real.loop import FitConfig, data_key_of, fit
 from training.real.pack import load_entry, read_index
@@ -143,6 +147,34 @@ def train(recipe: dict[str, Any], index: list[dict[str, Any]], run_dir: Path, de
     return model.cpu().eval()
 
 
+def preview(swapper: Swapper, index: list[dict[str, Any]], path: Path, rows: int = 4,
+            seed: int = 1) -> None:
+    """A JPEG grid of `rows` real clips' first faces: the crop, its aligned face, that face
+    rebuilt by its own decoder, drawn by another person's decoder, and `ae_swap`'s result."""
+    packed = {r["path"]: r for r in index}
+    count = len(swapper.identities)
+    chosen = list(range(0, count, max(1, count // rows)))[:rows]
+    faces = []
+    for k in chosen:
+        entry = load_entry(packed[swapper.identities[k].path])
+        faces.append(Face(entry["crops"][0], entry["landmarks"][0], swapper.identities[k].group))
+    rng = np.random.default_rng(seed)
+    use_swapper(swapper)
+    try:
+        grid = []
+        for k, face in zip(chosen, faces, strict=True):
+            face64 = aligned(face.crop, face.landmarks)
+            tiles = (face.crop, face64, swapper.swap(face64, k),
+                     swapper.swap(face64, (k + count // 2) % count),
+                     autoencoder_swap(face, rng, DonorPool(faces)).crop)
+            grid.append(np.concatenate([cv2.resize(t, (96, 96), interpolation=cv2.INTER_AREA)
+                                        for t in tiles], axis=1))
+    finally:
+        use_swapper(None)
+    cv2.imwrite(str(path), cv2.cvtColor(np.concatenate(grid), cv2.COLOR_RGB2BGR),
+                [cv2.IMWRITE_JPEG_QUALITY, 85])
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m training.real.faceswap", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -150,10 +182,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--steps-scale", type=float, default=1.0,
                         help="multiply the schedule (0.01 for a smoke run)")
+    parser.add_argument("--preview", type=Path, default=None,
+                        help="also write a JPEG grid of what the trained swapper draws")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     recipe = json.loads(args.recipe.read_text())
-    train(recipe, read_index(), run_dir_for(recipe), args.device, args.steps_scale)
+    index, run_dir = read_index(), run_dir_for(recipe)
+    train(recipe, index, run_dir, args.device, args.steps_scale)
+    if args.preview:
+        preview(Swapper.load(run_dir), index, args.preview)
 
 
 if __name__ == "__main__":
