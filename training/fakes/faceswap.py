@@ -38,10 +38,13 @@ def alignment(landmarks: np.ndarray) -> np.ndarray:
     return matrix
 
 
-def aligned(crop: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
-    """The face of a uint8 RGB crop, aligned to TEMPLATE at ALIGN_SIZE pixels."""
-    return cv2.warpAffine(crop, alignment(landmarks), (ALIGN_SIZE, ALIGN_SIZE),
-                          flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REFLECT)
+def aligned(crop: np.ndarray, landmarks: np.ndarray,
+            matrix: np.ndarray | None = None) -> np.ndarray:
+    """The face of a uint8 RGB crop, aligned to TEMPLATE at ALIGN_SIZE pixels (by `matrix`
+    when the caller has the landmarks' `alignment` already)."""
+    return cv2.warpAffine(crop, alignment(landmarks) if matrix is None else matrix,
+                          (ALIGN_SIZE, ALIGN_SIZE), flags=cv2.INTER_AREA,
+                          borderMode=cv2.BORDER_REFLECT)
 
 
 def _upscale(cin: int, cout: int) -> nn.Sequential:
@@ -149,9 +152,7 @@ def autoencoder_swap(face: Face, rng: np.random.Generator, donors: DonorPool) ->
     if allowed.size == 0:
         raise RuntimeError("ae_swap: no decoder of a person outside this face's group")
     matrix = alignment(face.landmarks)
-    drawn = _swapper.swap(cv2.warpAffine(face.crop, matrix, (ALIGN_SIZE, ALIGN_SIZE),
-                                         flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REFLECT),
-                          int(rng.choice(allowed)))
+    drawn = _swapper.swap(aligned(face.crop, face.landmarks, matrix), int(rng.choice(allowed)))
     h, w = face.crop.shape[:2]
     interp = cv2.INTER_CUBIC if rng.random() < 0.5 else cv2.INTER_LINEAR
     back = cv2.warpAffine(drawn, matrix, (w, h), flags=interp | cv2.WARP_INVERSE_MAP,
