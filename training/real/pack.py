@@ -27,6 +27,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import multiprocessing
 import os
 from collections.abc import AsyncIterator
 from concurrent.futures import ProcessPoolExecutor
@@ -151,12 +152,16 @@ def load_entry(record: dict[str, Any], out_dir: Path | None = None) -> dict[str,
 
 
 def build_pack(rows: list[RealRow], out_dir: Path, workers: int = 2) -> list[dict[str, Any]]:
-    """Pack every row not yet in the index (resumable: the index is appended per file)."""
+    """Pack every row not yet in the index (resumable: the index is appended per file).
+    Workers are spawned, not forked: a fork of a process that already runs threads (gRPC,
+    torch, a test session's servers) can inherit a held lock and hang."""
     out_dir.mkdir(parents=True, exist_ok=True)
     done = {r["path"] for r in read_index(out_dir)}
     todo = [r for r in rows if str(r.path) not in done]
     index = out_dir / "index.jsonl"
-    with ProcessPoolExecutor(max_workers=workers) as pool, open(index, "a") as out:
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=spawn) as pool, \
+            open(index, "a") as out:
         futures = [pool.submit(_pack_one, row, out_dir) for row in todo]
         for fut in tqdm(futures, desc="pack", unit="file"):
             out.write(json.dumps(fut.result()) + "\n")
