@@ -5,6 +5,7 @@ the decoders of people in the trainer's own reals."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,8 @@ RECIPE = Path(__file__).resolve().parents[1] / "training" / "recipes" / "faceswa
 
 
 @pytest.fixture(scope="module")
-def packed_clips(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> list:
+def packed_clips(shared_data: Path, tmp_path_factory: pytest.TempPathFactory
+                 ) -> Iterator[list]:
     """Three real clips of three sources, packed as training.real.pack packs them."""
     from training.real import pack
 
@@ -34,7 +36,10 @@ def packed_clips(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) ->
             sources.add(row.source)
         if len(picks) == 3:
             break
-    return pack.build_pack(picks, tmp_path_factory.mktemp("pack"), workers=1)
+    out = tmp_path_factory.mktemp("pack")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pack, "pack_dir", lambda: out)  # load_entry reads the pack made here
+        yield pack.build_pack(picks, out, workers=1)
 
 
 def test_swapper_trains_on_the_shared_loop_and_swaps_inside_the_mask(

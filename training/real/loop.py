@@ -7,9 +7,9 @@ resume, a progress bar.
 `batch_fn(step, rng)` returns (inputs, targets) as numpy arrays, inputs one array or a
 tuple of them (the model's positional arguments); the model returns logits (or a tuple whose
 first element is the logit); the loss is binary cross-entropy with label smoothing, unless
-`fit` is given another `loss(output, targets)` (a generator's reconstruction loss, say). Only parameters that require
-gradients are optimized (a model may freeze part of itself, and keep it in eval mode by
-overriding `train`). The
+`fit` is given another `loss(output, targets)` (a generator's reconstruction loss, say).
+Only parameters that require gradients are optimized (a model may freeze part of itself, and
+keep it in eval mode by overriding `train`). The
 sampler's generator is seeded from (seed, step), so a resumed run draws the same batches it
 would have drawn without the interruption, and the next batch is drawn in a thread while the
 model trains on this one (the samplers spend their time in OpenCV and ffmpeg, outside the GIL).
