@@ -35,6 +35,7 @@ from training.fakes.faceswap import (
     Swapper,
     aligned,
     autoencoder_swap,
+    to_tensor,
     use_swapper,
 )
 from training.fakes.registry import DonorPool, Face
@@ -106,11 +107,7 @@ class Batches:
                 inputs.append(random_warp(target, rng, self.spread))
                 targets.append(target)
                 who.append(k)
-
-        def chw(images: list[np.ndarray]) -> np.ndarray:
-            return np.stack(images).transpose(0, 3, 1, 2).astype(np.float32) / 255.0
-
-        return (chw(inputs), np.asarray(who, np.int64)), chw(targets)
+        return (to_tensor(inputs).numpy(), np.asarray(who, np.int64)), to_tensor(targets).numpy()
 
 
 def reconstruction_loss(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
