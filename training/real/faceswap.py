@@ -15,7 +15,6 @@ decoders of people in its own training reals (`Swapper.decoders_for`).
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 from dataclasses import asdict
@@ -40,7 +39,7 @@ from training.fakes.faceswap import (
 )
 from training.fakes.registry import DonorPool, Face
 from training.models.mri import ssim_loss
-from training.real.loop import FitConfig, data_key_of, fit
+from training.real.loop import FitConfig, data_key_of, fit, loop_parser
 from training.real.pack import load_entry, read_index
 from training.runtime import RUNS_DIR
 
@@ -173,12 +172,7 @@ def preview(swapper: Swapper, index: list[dict[str, Any]], path: Path, rows: int
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m training.real.faceswap", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--recipe", type=Path, required=True)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--steps-scale", type=float, default=1.0,
-                        help="multiply the schedule (0.01 for a smoke run)")
+    parser = loop_parser("python -m training.real.faceswap", __doc__)
     parser.add_argument("--preview", type=Path, default=None,
                         help="also write a JPEG grid of what the trained swapper draws")
     args = parser.parse_args(argv)

@@ -22,6 +22,7 @@ hands back as finished, a model of something else.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import math
@@ -63,6 +64,18 @@ RUN_ONLY = ("device", "threads", "checkpoint_seconds")
 
 class StaleCheckpoint(RuntimeError):
     """The run folder's checkpoint was trained on other data or with other settings."""
+
+
+def loop_parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
+    """The command line every trainer on this loop takes: --recipe, --device and
+    --steps-scale (a trainer adds its own arguments)."""
+    parser = argparse.ArgumentParser(prog=prog, description=doc,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--recipe", type=Path, required=True)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--steps-scale", type=float, default=1.0,
+                        help="multiply every schedule (0.01 for a smoke run)")
+    return parser
 
 
 def data_key_of(*parts: Any) -> str:

@@ -41,7 +41,7 @@ from training.models.mri import (
     UNetGenerator,
     ssim_loss,
 )
-from training.real.loop import BatchFn, FitConfig, data_key_of, fit
+from training.real.loop import BatchFn, FitConfig, data_key_of, fit, loop_parser
 from training.real.visual import load_recipe, run_dir_for
 from training.runtime import MODELS_DIR
 from training.train_mri import (
@@ -194,12 +194,7 @@ def train(recipe: dict[str, Any], run_dir: Path, cache_dir: Path, models_dir: Pa
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m training.real.mri", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--recipe", type=Path, required=True)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--steps-scale", type=float, default=1.0,
-                        help="multiply both stages' steps (0.01 for a smoke run)")
+    parser = loop_parser("python -m training.real.mri", __doc__)
     parser.add_argument("--cache-dir", type=Path, default=None,
                         help="the prepared face cache (default runs/cache/faces)")
     parser.add_argument("--no-dev", action="store_true", help="skip the ../shared/data/dev check")

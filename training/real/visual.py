@@ -29,7 +29,7 @@ from training.fakes.codec import H264_PRESETS, h264_roundtrip
 from training.fakes.image import colour_jitter, jpeg
 from training.fakes.registry import MANIPULATIONS, DonorPool, Face, choose
 from training.real.folds import assign_folds, fold_of
-from training.real.loop import FitConfig, data_key_of, fit
+from training.real.loop import FitConfig, data_key_of, fit, loop_parser
 from training.real.pack import load_entry, read_index
 from training.runtime import MODELS_DIR, RUNS_DIR
 
@@ -264,16 +264,12 @@ class FaceTrainer:
 
 
 def recipe_parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
-    """The arguments every face-crop trainer takes."""
-    parser = argparse.ArgumentParser(prog=prog, description=doc,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--recipe", type=Path, required=True)
+    """The arguments every face-crop trainer takes: the shared loop's (`loop_parser`) and
+    which of the fold and final models to train."""
+    parser = loop_parser(prog, doc)
     parser.add_argument("--only", choices=["folds", "final"], default=None)
     parser.add_argument("--fold", type=int, action="append", default=None,
                         help="train only this fold model (repeatable; for parallel processes)")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--steps-scale", type=float, default=1.0,
-                        help="multiply every schedule (0.01 for a smoke run)")
     parser.add_argument("--export", action="store_true", help="export the final model to models/")
     return parser
 
